@@ -1,0 +1,1 @@
+"""vocalmine flows stage."""

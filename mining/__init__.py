@@ -1,0 +1,1 @@
+"""vocalmine mining stage."""

@@ -1,0 +1,286 @@
+"""Audio input and output: decode, resample, encode, probe headers, read and write tags.
+
+libsndfile (soundfile) decodes WAV/FLAC/OGG/MP3; anything else (AAC, M4A, stem MP4, ...) goes
+through an ``ffmpeg`` subprocess. Resampling uses soxr (high quality). MP3 is encoded with
+lameenc, tags are read and written with mutagen. Every failure is an :class:`AudioError` whose
+message is one line naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import lameenc
+import mutagen
+import numpy as np
+import soundfile as sf
+import soxr
+from mutagen.flac import FLAC
+from mutagen.id3 import COMM, ID3, TALB, TIT2, TPE1, TXXX, ID3NoHeaderError
+from mutagen.wave import WAVE
+
+SNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"}
+AUDIO_SUFFIXES = SNDFILE_SUFFIXES | {".m4a", ".mp4", ".aac", ".opus", ".wma", ".ape", ".wv"}
+TAG_KEYS = ("title", "artist", "album", "version", "comment")
+
+
+class AudioError(Exception):
+    """A file that cannot be read or written; ``str()`` is ``"<path>: <reason>"``."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        self.reason = " ".join(str(reason).split())
+        super().__init__(f"{self.path}: {self.reason}")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header facts of an audio file."""
+
+    duration_s: float
+    sample_rate: int
+    channels: int
+    codec: str
+    bitrate_kbps: int | None
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample along the last axis with soxr's high-quality filter."""
+    if sr_in == sr_out:
+        return audio
+    data = np.ascontiguousarray(np.atleast_2d(audio).T)
+    out = soxr.resample(data, sr_in, sr_out, quality="HQ").T.astype(np.float32, copy=False)
+    return out if audio.ndim == 2 else out[0]
+
+
+def _ffmpeg_decode(path: Path, offset_s: float, duration_s: float | None) -> tuple[np.ndarray, int]:
+    if shutil.which("ffmpeg") is None:
+        raise AudioError(path, "needs ffmpeg to decode this format, and ffmpeg is not installed")
+    info = probe(path)
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{offset_s:.6f}", "-i", str(path)]
+    if duration_s is not None:
+        cmd += ["-t", f"{duration_s:.6f}"]
+    cmd += ["-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0:
+        message = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise AudioError(path, f"ffmpeg cannot decode it ({message[-1] if message else 'error'})")
+    audio = np.frombuffer(proc.stdout, dtype=np.float32).reshape(-1, info.channels).T
+    return audio.copy(), info.sample_rate
+
+
+def load_audio(
+    path: str | os.PathLike[str],
+    sr: int | None = None,
+    mono: bool = False,
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 ``(channels, samples)``, optionally mono and resampled to ``sr``."""
+    file = Path(path)
+    if not file.is_file():
+        raise AudioError(file, "no such file")
+    if file.stat().st_size == 0:
+        raise AudioError(file, "zero-length file")
+    if file.suffix.lower() in SNDFILE_SUFFIXES:
+        try:
+            with sf.SoundFile(file) as handle:
+                native = handle.samplerate
+                handle.seek(int(round(offset_s * native)))
+                frames = -1 if duration_s is None else int(round(duration_s * native))
+                audio = handle.read(frames, dtype="float32", always_2d=True).T
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise AudioError(file, f"cannot decode audio ({exc})") from exc
+    else:
+        audio, native = _ffmpeg_decode(file, offset_s, duration_s)
+    if audio.size == 0:
+        raise AudioError(file, "no audio samples (empty or truncated file)")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(file, "decoded samples are not finite")
+    if mono:
+        audio = audio.mean(axis=0, keepdims=True)
+    if sr is not None and sr != native:
+        audio = resample(audio, native, sr)
+        native = sr
+    return np.ascontiguousarray(audio, dtype=np.float32), native
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _encode_mp3(audio: np.ndarray, sr: int, bitrate_kbps: int) -> bytes:
+    encoder = lameenc.Encoder()
+    encoder.set_bit_rate(int(bitrate_kbps))
+    encoder.set_in_sample_rate(sr)
+    encoder.set_channels(audio.shape[0])
+    encoder.set_quality(2)
+    pcm = (np.clip(audio.T, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    return bytes(encoder.encode(pcm.tobytes()) + encoder.flush())
+
+
+def save_audio(
+    path: str | os.PathLike[str],
+    audio: np.ndarray,
+    sr: int,
+    *,
+    bitrate_kbps: int = 320,
+    tags: dict[str, str] | None = None,
+    subtype: str | None = None,
+) -> Path:
+    """Write ``(channels, samples)`` audio as WAV, FLAC or MP3 (by suffix), tagged, atomically."""
+    target = Path(path)
+    data = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    suffix = target.suffix.lower()
+    with atomic_path(target) as tmp:
+        if suffix == ".mp3":
+            tmp.write_bytes(_encode_mp3(data, sr, bitrate_kbps))
+        elif suffix in (".wav", ".flac"):
+            fmt = "WAV" if suffix == ".wav" else "FLAC"
+            sf.write(tmp, data.T, sr, format=fmt, subtype=subtype or "PCM_16")
+        else:
+            raise AudioError(target, f"cannot write format {suffix or '(no suffix)'}")
+        if tags:
+            write_tags(tmp, tags)
+    return target
+
+
+def write_tags(path: str | os.PathLike[str], tags: dict[str, str]) -> None:
+    """Write title/artist/album/version/comment tags in the file's native tag format."""
+    file = Path(path)
+    suffix = file.suffix.lower()
+    values = {k: str(v) for k, v in tags.items() if v is not None}
+    if suffix == ".flac":
+        meta = FLAC(file)
+        for key, value in values.items():
+            meta[key] = value
+        meta.save()
+        return
+    if suffix == ".mp3":
+        try:
+            id3 = ID3(file)
+        except ID3NoHeaderError:
+            id3 = ID3()
+        _fill_id3(id3, values)
+        id3.save(file)
+        return
+    if suffix == ".wav":
+        meta = WAVE(file)
+        if meta.tags is None:
+            meta.add_tags()
+        _fill_id3(meta.tags, values)
+        meta.save()
+        return
+    raise AudioError(file, f"cannot write tags to {suffix} files")
+
+
+def _fill_id3(id3: ID3, values: dict[str, str]) -> None:
+    frames = {"title": TIT2, "artist": TPE1, "album": TALB}
+    for key, value in values.items():
+        if key in frames:
+            id3.add(frames[key](encoding=3, text=value))
+        elif key == "comment":
+            id3.add(COMM(encoding=3, lang="eng", desc="", text=value))
+        else:
+            id3.add(TXXX(encoding=3, desc=key.upper(), text=value))
+
+
+def _first(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        value = value[0] if value else None
+    text = getattr(value, "text", value)
+    if isinstance(text, list | tuple):
+        text = text[0] if text else None
+    return None if text is None else str(text).strip() or None
+
+
+def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Title, artist, album, version and comment from any tag format mutagen knows."""
+    file = Path(path)
+    try:
+        meta = mutagen.File(file, easy=False)
+    except Exception as exc:  # mutagen raises many types for broken headers
+        raise AudioError(file, f"unreadable tags ({exc})") from exc
+    if meta is None or meta.tags is None:
+        return {}
+    tags = meta.tags
+    found: dict[str, str | None] = {}
+    if isinstance(tags, ID3) or hasattr(tags, "getall"):
+        found["title"] = _first(tags.get("TIT2"))
+        found["artist"] = _first(tags.get("TPE1"))
+        found["album"] = _first(tags.get("TALB"))
+        comments = tags.getall("COMM")
+        found["comment"] = _first(comments[0]) if comments else None
+        for frame in tags.getall("TXXX"):
+            if frame.desc.lower() in ("version", "subtitle"):
+                found["version"] = _first(frame)
+        found["version"] = found.get("version") or _first(tags.get("TIT3"))
+    else:
+        keys = {
+            "title": ("title", "\xa9nam"),
+            "artist": ("artist", "\xa9ART", "albumartist", "aART"),
+            "album": ("album", "\xa9alb"),
+            "version": ("version", "subtitle"),
+            "comment": ("comment", "description", "\xa9cmt"),
+        }
+        present = {str(k).lower(): k for k in tags.keys()}  # noqa: SIM118 (Vorbis tags iterate as pairs)
+        for name, candidates in keys.items():
+            for key in candidates:
+                if key.lower() in present:
+                    found[name] = _first(tags[present[key.lower()]])
+                    break
+    return {k: v for k, v in found.items() if v}
+
+
+def probe(path: str | os.PathLike[str]) -> AudioInfo:
+    """Duration, rate, channels, codec and bitrate from the header, without decoding the audio."""
+    file = Path(path)
+    if not file.is_file():
+        raise AudioError(file, "no such file")
+    if file.stat().st_size == 0:
+        raise AudioError(file, "zero-length file")
+    try:
+        meta = mutagen.File(file)
+    except Exception as exc:  # mutagen raises many types for broken headers
+        raise AudioError(file, f"unreadable header ({exc})") from exc
+    info = getattr(meta, "info", None)
+    if info is None:
+        try:
+            sfinfo = sf.info(file)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(file, "not an audio file (unknown format)") from exc
+        return AudioInfo(
+            sfinfo.duration, sfinfo.samplerate, sfinfo.channels, sfinfo.format.lower(), None
+        )
+    codec = type(meta).__name__.lower().replace("easy", "")
+    if codec == "mp4":
+        codec = getattr(info, "codec", "mp4") or "mp4"
+    bitrate = getattr(info, "bitrate", None)
+    sample_rate = int(getattr(info, "sample_rate", 0) or 0)
+    channels = int(getattr(info, "channels", 0) or 0)
+    duration = float(getattr(info, "length", 0.0) or 0.0)
+    if sample_rate <= 0 or channels <= 0 or duration <= 0:
+        raise AudioError(file, "header has no audio stream (zero duration, rate or channels)")
+    return AudioInfo(
+        duration, sample_rate, channels, codec, int(round(bitrate / 1000)) if bitrate else None
+    )

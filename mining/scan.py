@@ -1,0 +1,286 @@
+"""Library scan: walk a folder, read tags and headers, hash contents, upsert into the catalog.
+
+The scan is incremental (a file whose size and mtime are unchanged is not read again; a file whose
+stat changed but whose content hash did not is only re-stamped), marks files that disappeared as
+``missing``, and records every problem (unreadable, truncated, zero-length, not audio, permission
+denied, symlink loop, changed while scanning) as a track with ``status='error'`` and a reason code,
+never stopping the walk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from mining.audio import AUDIO_SUFFIXES, AudioError, load_audio, probe, read_tags
+from storage.catalog import Catalog, Track, utcnow
+
+HASH_CHUNK = 1 << 20
+_TRACK_NUMBER = re.compile(r"^\s*\d{1,3}\s*(?:[.\-_)]\s*)?(?=\S)")
+_VERSION_SUFFIX = re.compile(r"^(?P<title>.*?)\s*[(\[](?P<version>[^()\[\]]+)[)\]]\s*$")
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What one file yields: either catalog fields or an error reason."""
+
+    path: str
+    size: int
+    mtime: float
+    content_hash: str | None = None
+    fields: dict[str, object] = field(default_factory=dict)
+    error_reason: str | None = None
+    error_detail: str | None = None
+
+
+@dataclass
+class ScanResult:
+    """Counts of one scan, by outcome and by error reason."""
+
+    seen: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    missing: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain counts for tables, artifacts and JSON."""
+        return {
+            "seen": self.seen,
+            "new": self.new,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "missing": self.missing,
+            "errors": dict(self.errors),
+        }
+
+
+def parse_filename(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``[NN ]Artist - Title (Version).ext`` → artist, title, version (whatever is present)."""
+    stem = Path(path).stem
+    stem = _TRACK_NUMBER.sub("", stem, count=1).strip()
+    parsed: dict[str, str] = {}
+    if " - " in stem:
+        artist, title = stem.split(" - ", 1)
+        parsed["artist"] = artist.strip()
+    else:
+        title = stem
+    match = _VERSION_SUFFIX.match(title)
+    if match and match.group("title").strip():
+        parsed["version"] = match.group("version").strip()
+    parsed["title"] = title.strip()
+    return {k: v for k, v in parsed.items() if v}
+
+
+def describe_file(path: str, size: int, mtime: float, hash_bytes: int = 0) -> FileFacts:
+    """Read one file's tags, header and hash; any problem becomes an error reason."""
+    if size == 0:
+        return FileFacts(path, size, mtime, None, {}, "zero_length", f"{path}: zero-length file")
+    try:
+        content_hash = hash_file(path, hash_bytes)
+        info = probe(path)
+        tags = read_tags(path)
+        tail = max(0.0, info.duration_s - 1.0)
+        load_audio(path, offset_s=tail, duration_s=1.0)
+    except PermissionError as exc:
+        return FileFacts(
+            path, size, mtime, None, {}, "permission_denied", f"{path}: {exc.strerror}"
+        )
+    except OSError as exc:
+        return FileFacts(path, size, mtime, None, {}, "unreadable", f"{path}: {exc.strerror}")
+    except AudioError as exc:
+        reason = "not_audio" if "not an audio file" in exc.reason else "decode_error"
+        if "no audio samples" in exc.reason:
+            reason = "truncated"
+        return FileFacts(path, size, mtime, None, {}, reason, str(exc))
+    stat = os.stat(path)
+    if stat.st_size != size or stat.st_mtime != mtime:
+        return FileFacts(
+            path, size, mtime, None, {}, "changed_during_scan", f"{path}: file changed while read"
+        )
+    from_name = parse_filename(path)
+    tag_source = "tags" if tags.get("title") else "filename"
+    title = tags.get("title") or from_name.get("title")
+    version = tags.get("version")
+    if tag_source == "filename":
+        version = version or from_name.get("version")
+    fields: dict[str, object] = {
+        "title": title,
+        "artist": tags.get("artist") or from_name.get("artist"),
+        "album": tags.get("album"),
+        "version": version,
+        "comment": tags.get("comment"),
+        "tag_source": tag_source,
+        "duration_s": info.duration_s,
+        "sample_rate": info.sample_rate,
+        "channels": info.channels,
+        "codec": info.codec,
+        "bitrate_kbps": info.bitrate_kbps,
+    }
+    return FileFacts(path, size, mtime, content_hash, fields)
+
+
+def hash_file(path: str | os.PathLike[str], hash_bytes: int = 0) -> str:
+    """BLAKE2b of the file's bytes (or its first and last ``hash_bytes`` bytes, when set)."""
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as handle:
+        if hash_bytes:
+            size = os.fstat(handle.fileno()).st_size
+            digest.update(size.to_bytes(8, "little"))
+            digest.update(handle.read(hash_bytes))
+            handle.seek(max(0, size - hash_bytes))
+            digest.update(handle.read(hash_bytes))
+        else:
+            for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def walk_library(root: Path) -> Iterator[tuple[str, os.stat_result | None, str | None]]:
+    """Yield ``(path, stat, problem)`` for each audio file, and for each folder that failed.
+
+    Symbolic links are followed once: a link whose target was already visited is a loop.
+    """
+    visited: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            stat = folder.stat()
+        except OSError as exc:
+            yield str(folder), None, f"unreadable: {exc.strerror}"
+            continue
+        key = (stat.st_dev, stat.st_ino)
+        if key in visited:
+            yield str(folder), None, "symlink_loop"
+            continue
+        visited.add(key)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except PermissionError:
+            yield str(folder), None, "permission_denied"
+            continue
+        except OSError as exc:
+            yield str(folder), None, f"unreadable: {exc.strerror}"
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    stack.append(Path(entry.path))
+                elif entry.is_file() and Path(entry.name).suffix.lower() in AUDIO_SUFFIXES:
+                    yield entry.path, entry.stat(), None
+                elif entry.is_symlink() and not os.path.exists(entry.path):
+                    yield entry.path, None, "broken_symlink"
+            except OSError as exc:
+                yield entry.path, None, f"unreadable: {exc.strerror}"
+
+
+def scan_library(
+    root: str | os.PathLike[str],
+    catalog: Catalog,
+    *,
+    hash_bytes: int = 0,
+    workers: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScanResult:
+    """Scan ``root`` into ``catalog`` and return the counts; safe to re-run at any time."""
+    library = Path(root).resolve()
+    if not library.is_dir():
+        raise FileNotFoundError(f"{library}: library folder does not exist")
+    result = ScanResult()
+    with catalog.session() as session:
+        known = {
+            t.path: (t.size, t.mtime, t.status)
+            for t in session.execute(
+                select(Track).where(Track.path.startswith(str(library) + os.sep))
+            ).scalars()
+        }
+    listed = list(walk_library(library))
+    seen_paths = {path for path, _, _ in listed}
+    todo: list[tuple[str, int, float]] = []
+    problems: list[FileFacts] = []
+    for path, stat, problem in listed:
+        result.seen += 1
+        if problem is not None:
+            reason = problem.split(":", 1)[0]
+            problems.append(FileFacts(path, 0, 0.0, None, {}, reason, f"{path}: {problem}"))
+            continue
+        assert stat is not None
+        previous = known.get(path)
+        if previous and previous[:2] == (stat.st_size, stat.st_mtime) and previous[2] != "missing":
+            result.unchanged += 1
+            continue
+        todo.append((path, stat.st_size, stat.st_mtime))
+
+    total = len(todo)
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        facts_iter = pool.map(lambda item: describe_file(*item, hash_bytes=hash_bytes), todo)
+        batch: list[FileFacts] = list(problems)
+        for facts in facts_iter:
+            batch.append(facts)
+            done += 1
+            if progress:
+                progress(done, total)
+            if len(batch) >= 200:
+                _upsert(catalog, batch, result)
+                batch = []
+        _upsert(catalog, batch, result)
+
+    with catalog.session() as session:
+        for track in session.execute(
+            select(Track).where(
+                Track.path.startswith(str(library) + os.sep), Track.status != "missing"
+            )
+        ).scalars():
+            if track.path not in seen_paths:
+                track.status = "missing"
+                track.scanned_at = utcnow()
+                result.missing += 1
+    return result
+
+
+def _upsert(catalog: Catalog, batch: list[FileFacts], result: ScanResult) -> None:
+    if not batch:
+        return
+    with catalog.session() as session:
+        existing = {
+            t.path: t
+            for t in session.execute(
+                select(Track).where(Track.path.in_([f.path for f in batch]))
+            ).scalars()
+        }
+        for facts in batch:
+            track = existing.get(facts.path)
+            if track is None:
+                track = Track(path=facts.path)
+                session.add(track)
+                result.new += 1
+            elif facts.content_hash and track.content_hash == facts.content_hash:
+                result.unchanged += 1
+            else:
+                result.updated += 1
+            track.size = facts.size
+            track.mtime = facts.mtime
+            track.scanned_at = utcnow()
+            if facts.error_reason:
+                result.errors[facts.error_reason] += 1
+                track.status = "error"
+                track.error_reason = facts.error_reason
+                track.error_detail = facts.error_detail
+                continue
+            track.status = "ok"
+            track.error_reason = None
+            track.error_detail = None
+            track.content_hash = facts.content_hash
+            for key, value in facts.fields.items():
+                setattr(track, key, value)

@@ -1,0 +1,1 @@
+"""vocalmine separation stage."""

@@ -1,0 +1,125 @@
+"""Ratio masks (thesis seeds/003 eq. 1.1–1.5) and their mapping onto the input's full-band STFT.
+
+The model sees a low-rate, low-resolution spectrogram (8192 Hz for ``paper``: 0–4 kHz, 8 Hz bins,
+94 ms hop). Its two source masks become ratio masks ``M_v = V_v / (V_v + V_a)`` and
+``M_a = 1 - M_v`` (eq. 1.1–1.3); since ``V_s = m_s * X``, the mixture magnitude cancels and the
+ratio is taken directly between the model's masks. Those masks are then *mapped* onto the STFT of
+the original signal at its own rate (bilinear interpolation in seconds and hertz), the mixture
+phase is kept (eq. 1.4–1.5), and the inverse STFT gives the vocals; the accompaniment is the
+mixture minus the vocals, so the stems always sum to the mixture.
+
+Full-band rule: frequencies above the model's highest bin get, per channel and frame, the
+band-level ratio mask of the model's top octave, ``sum(M_v * X) / sum(X)`` over
+``[f_top / 2, f_top]`` (eq. 1.1 applied to band energies). Sibilants and breaths above the band
+follow the voice's activity there, the cymbals follow the accompaniment's, and nothing above the
+band is dropped: the stems keep the input's bandwidth because they sum to it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from mining.stft import STFTPreset
+
+EPS = 1e-8
+
+
+def ratio_masks(source_masks: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """Vocal ratio mask from the model's ``(2, ...)`` masks (vocals, accompaniment); eq. 1.1.
+
+    The accompaniment's ratio mask is ``1 - result`` (eq. 1.3). Where both masks are zero the
+    bin is split evenly.
+    """
+    vocals, accompaniment = source_masks[0], source_masks[1]
+    return ((vocals + eps) / (vocals + accompaniment + 2 * eps)).astype(np.float32)
+
+
+def high_band_mask(vocal_mask: np.ndarray, mix_magnitude: np.ndarray) -> np.ndarray:
+    """The mask for frequencies above the model's band: ``(C, 1, frames)``.
+
+    Magnitude-weighted mean of ``vocal_mask`` over the upper octave of the model's bins, i.e. the
+    ratio of estimated vocal to mixture magnitude there (see the module docstring).
+    """
+    bins = vocal_mask.shape[-2]
+    top = slice(bins // 2, bins)
+    weight = mix_magnitude[..., top, :]
+    num = (vocal_mask[..., top, :] * weight).sum(axis=-2, keepdims=True)
+    den = weight.sum(axis=-2, keepdims=True)
+    mean = vocal_mask[..., top, :].mean(axis=-2, keepdims=True)
+    return np.where(den > EPS, num / np.maximum(den, EPS), mean).astype(np.float32)
+
+
+def full_resolution(sample_rate: int) -> tuple[int, int]:
+    """``(n_fft, hop)`` of the STFT the masks are applied to: about 46 ms frames, 75 % overlap.
+
+    That is 2048/512 at 44.1 and 48 kHz (the thesis's resolution), scaled by powers of two for
+    other rates.
+    """
+    n_fft = 2 ** max(6, round(math.log2(sample_rate * 2048 / 44100)))
+    return n_fft, n_fft // 4
+
+
+def stft(audio: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """Complex STFT ``(C, n_fft//2+1, frames)`` of ``(C, N)`` audio; Hann, centred, zero padded."""
+    window = torch.hann_window(n_fft, device=audio.device, dtype=audio.dtype)
+    return torch.stft(
+        audio,
+        n_fft,
+        hop,
+        window=window,
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
+    )
+
+
+def istft(spec: torch.Tensor, n_fft: int, hop: int, length: int) -> torch.Tensor:
+    """Inverse of :func:`stft`, cut to ``length`` samples."""
+    window = torch.hann_window(n_fft, device=spec.device, dtype=spec.real.dtype)
+    return torch.istft(spec, n_fft, hop, window=window, center=True, length=length)
+
+
+def map_to_full_band(
+    vocal_mask: torch.Tensor,
+    high: torch.Tensor,
+    preset: STFTPreset,
+    sample_rate: int,
+    n_fft: int,
+    hop: int,
+    frames: int,
+) -> torch.Tensor:
+    """Interpolate a model-grid mask ``(C, bins, T)`` onto a full-resolution STFT grid.
+
+    Frequencies up to the model's highest bin are linearly interpolated between model bins;
+    above it, ``high`` ``(C, 1, T)`` applies. Time is linearly interpolated between model frame
+    centres (both STFTs are centred, so frame ``j`` sits at ``j * hop / rate`` seconds).
+    Returns ``(C, n_fft//2+1, frames)``.
+    """
+    model_bins = vocal_mask.shape[-2]
+    freqs = torch.arange(n_fft // 2 + 1, device=vocal_mask.device) * (sample_rate / n_fft)
+    position = freqs * (preset.n_fft / preset.sample_rate)
+    inside = position <= model_bins - 1
+    lo = position.floor().clamp(max=model_bins - 2).long()
+    w = (position - lo).clamp(0, 1).to(vocal_mask.dtype)[None, :, None]
+    extended = torch.cat([vocal_mask, high], dim=-2)
+    lo = torch.where(inside, lo, torch.full_like(lo, model_bins))
+    hi = torch.where(inside, lo + 1, lo)
+    by_freq = extended[:, lo, :] * (1 - w) + extended[:, hi, :] * w
+
+    model_frames = vocal_mask.shape[-1]
+    times = torch.arange(frames, device=vocal_mask.device) * (hop / sample_rate)
+    tpos = (times * (preset.sample_rate / preset.hop)).clamp(max=model_frames - 1)
+    t0 = tpos.floor().long().clamp(max=max(model_frames - 2, 0))
+    t1 = (t0 + 1).clamp(max=model_frames - 1)
+    wt = (tpos - t0).clamp(0, 1).to(vocal_mask.dtype)
+    return torch.lerp(by_freq[..., t0], by_freq[..., t1], wt)
+
+
+def match_channels(mask: np.ndarray, channels: int) -> np.ndarray:
+    """Per-channel masks when the model saw the input's channels, else their mean for every one."""
+    if mask.shape[0] == channels:
+        return mask
+    return np.repeat(mask.mean(axis=0, keepdims=True), channels, axis=0)

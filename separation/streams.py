@@ -1,0 +1,224 @@
+"""Streaming audio in and out, so separation memory does not grow with the song's length.
+
+``mining.audio.load_audio`` decodes a whole file at once; separation of an hour-long recording
+must not. Reading goes through libsndfile's seekable block reads where it knows the format and
+through an ``ffmpeg`` pipe (32-bit float PCM on stdout) for everything else. Writing streams into
+a temporary file beside the target and renames it into place only when the stem is complete, so an
+interrupted run never leaves a truncated stem under the final name. WAV/FLAC go through
+libsndfile (24-bit PCM by default); MP3 through lameenc's incremental encoder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import lameenc
+import numpy as np
+import soundfile as sf
+
+from mining.audio import SNDFILE_SUFFIXES, AudioError, probe
+
+OutputFormat = Literal["wav", "flac", "mp3"]
+MP3_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000}
+
+
+class AudioStream:
+    """A decoded input read in consecutive blocks of ``(channels, samples)`` float32 audio."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise AudioError(self.path, "no such file")
+        if self.path.stat().st_size == 0:
+            raise AudioError(self.path, "zero-length file")
+        self._sndfile: sf.SoundFile | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.frames: int | None = None
+        if self.path.suffix.lower() in SNDFILE_SUFFIXES:
+            try:
+                self._sndfile = sf.SoundFile(self.path)
+            except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+                raise AudioError(self.path, f"cannot decode audio ({exc})") from exc
+            self.sample_rate = int(self._sndfile.samplerate)
+            self.channels = int(self._sndfile.channels)
+            self.frames = int(self._sndfile.frames)
+            self.duration_s = self.frames / self.sample_rate
+        else:
+            self._open_ffmpeg()
+
+    def _open_ffmpeg(self) -> None:
+        if shutil.which("ffmpeg") is None:
+            raise AudioError(self.path, "needs ffmpeg to decode this format, and it is not installed")
+        info = probe(self.path)
+        self.sample_rate, self.channels, self.duration_s = (
+            info.sample_rate,
+            info.channels,
+            info.duration_s,
+        )
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(self.path), "-map", "0:a:0"]
+        cmd += ["-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(self.channels)]
+        cmd += ["-ar", str(self.sample_rate), "-"]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def read(self, frames: int) -> np.ndarray:
+        """Up to ``frames`` samples per channel; fewer at the end, none after it."""
+        if self._sndfile is not None:
+            try:
+                block = self._sndfile.read(frames, dtype="float32", always_2d=True).T
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioError(self.path, f"cannot decode audio ({exc})") from exc
+        else:
+            assert self._proc is not None and self._proc.stdout is not None
+            data = self._proc.stdout.read(frames * self.channels * 4)
+            usable = len(data) - len(data) % (4 * self.channels)
+            block = np.frombuffer(data[:usable], dtype="<f4").reshape(-1, self.channels).T
+            if len(data) == 0:
+                self._check_ffmpeg()
+        if not np.all(np.isfinite(block)):
+            raise AudioError(self.path, "decoded samples are not finite")
+        return np.ascontiguousarray(block, dtype=np.float32)
+
+    def _check_ffmpeg(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        code = self._proc.wait()
+        if code != 0:
+            lines = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
+            raise AudioError(self.path, f"ffmpeg cannot decode it ({lines[-1] if lines else code})")
+
+    def blocks(self, size: int) -> Iterator[np.ndarray]:
+        """Consecutive non-overlapping blocks of ``size`` samples (the last may be shorter)."""
+        total = 0
+        while True:
+            block = self.read(size)
+            if block.shape[1] == 0:
+                break
+            total += block.shape[1]
+            yield block
+        if total == 0:
+            raise AudioError(self.path, "no audio samples (empty or truncated file)")
+
+    def close(self) -> None:
+        """Release the file handle or the decoder process."""
+        if self._sndfile is not None:
+            self._sndfile.close()
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            for pipe in (self._proc.stdout, self._proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def read_overlapping(stream: AudioStream, size: int, overlap: int) -> Iterator[np.ndarray]:
+    """Blocks of ``size`` samples, each starting ``size - overlap`` after the previous one.
+
+    The last block runs to the end of the input and is always longer than ``overlap``, so every
+    block contributes new samples. Only one block plus one read is held in memory.
+    """
+    if not 0 <= overlap < size:
+        raise ValueError("overlap must be in [0, size)")
+    step = size - overlap
+    buffer = np.zeros((stream.channels, 0), dtype=np.float32)
+    reader = stream.blocks(step)
+    exhausted = False
+    while True:
+        while not exhausted and buffer.shape[1] < size + step:
+            try:
+                buffer = np.concatenate([buffer, next(reader)], axis=1)
+            except StopIteration:
+                exhausted = True
+        if exhausted and buffer.shape[1] <= size:
+            yield buffer
+            return
+        yield buffer[:, :size]
+        buffer = buffer[:, step:]
+
+
+class StemWriter:
+    """Stream one stem into ``path``: a temp file beside it, renamed into place on :meth:`commit`."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        sample_rate: int,
+        channels: int,
+        *,
+        subtype: str = "PCM_24",
+        bitrate_kbps: int = 320,
+    ) -> None:
+        self.path = Path(path)
+        self.format: OutputFormat = self.path.suffix.lower().lstrip(".")  # type: ignore[assignment]
+        if self.format not in ("wav", "flac", "mp3"):
+            raise AudioError(self.path, f"cannot write format {self.path.suffix or '(none)'}")
+        if self.format == "mp3" and (sample_rate not in MP3_RATES or channels > 2):
+            raise AudioError(
+                self.path, f"MP3 cannot hold {channels} channels at {sample_rate} Hz; use wav or flac"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._sndfile: sf.SoundFile | None = None
+        self._mp3: lameenc.Encoder | None = None
+        self._fh = None
+        if self.format == "mp3":
+            self._mp3 = lameenc.Encoder()
+            self._mp3.set_bit_rate(int(bitrate_kbps))
+            self._mp3.set_in_sample_rate(sample_rate)
+            self._mp3.set_channels(channels)
+            self._mp3.set_quality(2)
+            self._fh = self._tmp.open("wb")
+        else:
+            fmt = "WAV" if self.format == "wav" else "FLAC"
+            if fmt == "WAV" and channels * sample_rate * 3600 * 4 > 2**31:
+                fmt = "RF64"  # plain WAV stops at 4 GiB; RF64 is WAV's 64-bit extension
+            if self.format == "flac" and subtype not in ("PCM_16", "PCM_24"):
+                subtype = "PCM_24"
+            self._sndfile = sf.SoundFile(
+                self._tmp, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype
+            )
+
+    def write(self, audio: np.ndarray) -> None:
+        """Append ``(channels, samples)`` audio."""
+        if self._sndfile is not None:
+            self._sndfile.write(np.ascontiguousarray(audio.T))
+        else:
+            assert self._mp3 is not None and self._fh is not None
+            pcm = (np.clip(audio.T, -1.0, 1.0) * 32767.0).round().astype("<i2")
+            self._fh.write(bytes(self._mp3.encode(pcm.tobytes())))
+
+    def commit(self) -> Path:
+        """Finish the file and move it to its final name."""
+        self._finish()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file."""
+        self._finish()
+        self._tmp.unlink(missing_ok=True)
+
+    def _finish(self) -> None:
+        if self._sndfile is not None:
+            self._sndfile.close()
+            self._sndfile = None
+        if self._mp3 is not None and self._fh is not None:
+            self._fh.write(bytes(self._mp3.flush()))
+            self._fh.close()
+            self._mp3 = None

@@ -1,0 +1,1 @@
+"""vocalmine storage stage."""

@@ -1,0 +1,61 @@
+"""Separation models: the paper U-Net, the Spectrogram-Channels U-Net and the no-skip baseline."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from mining.stft import PRESETS, STFTPreset
+from training.models.base import SOURCES, SeparationModel
+from training.models.no_skip import NoSkipSeparator
+from training.models.spectrogram_channels import SpectrogramChannelsSeparator
+from training.models.unet import UNet, UNetSeparator
+
+ModelKind = Literal["unet", "spectrogram-channels", "no-skip"]
+MODEL_KINDS: tuple[str, ...] = ("unet", "spectrogram-channels", "no-skip")
+
+_CLASSES: dict[str, type[SeparationModel]] = {
+    "unet": UNetSeparator,
+    "spectrogram-channels": SpectrogramChannelsSeparator,
+    "no-skip": NoSkipSeparator,
+}
+
+
+def build_model(
+    kind: ModelKind | str,
+    preset: STFTPreset | str,
+    *,
+    width: int = 16,
+    dropout: float = 0.5,
+) -> SeparationModel:
+    """A fresh model of ``kind`` for ``preset``; ``width`` is the first layer's channel count
+    (16 in the paper; smaller values make tiny models for tests and demos)."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"unknown STFT preset {preset!r}; choose one of {sorted(PRESETS)}")
+        preset = PRESETS[preset]
+    if kind not in _CLASSES:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {list(MODEL_KINDS)}")
+    if width < 1 or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"invalid model size: width={width} must be >= 1, 0 <= dropout={dropout} < 1")
+    return _CLASSES[kind](preset, width=width, dropout=dropout)
+
+
+def model_from_spec(spec: dict[str, Any]) -> SeparationModel:
+    """Rebuild a model from :meth:`SeparationModel.spec` (weights not included)."""
+    params = spec.get("preset_params")
+    preset = STFTPreset(spec["preset"], **params) if params else PRESETS[spec["preset"]]
+    return build_model(spec["kind"], preset, width=spec["width"], dropout=spec["dropout"])
+
+
+__all__ = [
+    "MODEL_KINDS",
+    "SOURCES",
+    "ModelKind",
+    "SeparationModel",
+    "UNet",
+    "UNetSeparator",
+    "NoSkipSeparator",
+    "SpectrogramChannelsSeparator",
+    "build_model",
+    "model_from_spec",
+]

@@ -1,0 +1,52 @@
+"""What every separation model shares: its sources, its preset and its hyper-parameters.
+
+Separation and the registry only rely on this interface: ``forward`` maps a normalised
+magnitude patch ``(B, C, bins, frames)`` to one mask per source, ``(B, S, C, bins, frames)``,
+with values in [0, 1]; the estimate of source ``s`` is ``mask[:, s] * x``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from mining.stft import STFTPreset
+
+SOURCES: tuple[str, str] = ("vocals", "accompaniment")
+
+
+class SeparationModel(nn.Module):
+    """Base class: a mask estimator for :data:`SOURCES` on one STFT preset."""
+
+    sources: tuple[str, ...] = SOURCES
+
+    def __init__(self, *, kind: str, preset: STFTPreset, width: int, dropout: float) -> None:
+        super().__init__()
+        self.kind = kind
+        self.preset = preset
+        self.width = width
+        self.dropout = dropout
+
+    def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        """Everything :func:`training.models.build_model` needs to rebuild this model."""
+        return {
+            "kind": self.kind,
+            "preset": self.preset.name,
+            "preset_params": {
+                "sample_rate": self.preset.sample_rate,
+                "channels": self.preset.channels,
+                "n_fft": self.preset.n_fft,
+                "hop": self.preset.hop,
+                "patch_frames": self.preset.patch_frames,
+            },
+            "width": self.width,
+            "dropout": self.dropout,
+        }
+
+    def parameter_count(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
