@@ -36,7 +36,7 @@ def build_model(
     if kind not in _CLASSES:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {list(MODEL_KINDS)}")
     if width < 1 or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"invalid model size: width={width} must be >= 1, 0 <= dropout={dropout} < 1")
+        raise ValueError(f"invalid model: width {width} < 1 or dropout {dropout} not in [0, 1)")
     return _CLASSES[kind](preset, width=width, dropout=dropout)
 
 

@@ -50,8 +50,9 @@ class UNet(nn.Module):
         super().__init__()
         self.skip = skip
         plan = channel_plan(width)
+        encoder_in = [in_channels, *plan[:-1]]
         self.encoder = nn.ModuleList(
-            EncoderBlock(cin, cout) for cin, cout in zip([in_channels, *plan[:-1]], plan, strict=True)
+            EncoderBlock(cin, cout) for cin, cout in zip(encoder_in, plan, strict=True)
         )
         up = plan[-2::-1]  # 256, 128, 64, 32, 16 at width 16
         factor = 2 if skip else 1

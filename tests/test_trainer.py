@@ -1,0 +1,204 @@
+"""The trainer: learning, exact resume, checkpoints, early stopping, DDP on CPU, registration."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from sqlalchemy import select
+
+from storage.catalog import Catalog, TrainingMetric
+from storage.registry import ModelRegistry
+from storage.shards import ShardWriter
+from tests.test_shards import TINY, make_segments
+from training.ddp import launch, torchrun_command
+from training.trainer import TrainConfig, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """The test machine is small and shared: one intra-op thread avoids oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """24 train rows in row groups of 4 (one per-rank batch), 4 valid rows: 64×32 patches."""
+    root = tmp_path_factory.mktemp("shards")
+    with ShardWriter(str(root), "ds", TINY, rows_per_shard=8, rows_per_group=4) as writer:
+        for pair in range(12):
+            writer.write_pair(pair, make_segments(pair, 2))
+        writer.write_pair(99, make_segments(99, 4, split="valid"))
+    return str(root)
+
+
+def config(shards: str, run_dir: Path, **overrides: object) -> TrainConfig:
+    values = {
+        "shard_root": shards,
+        "dataset": "ds",
+        "run_dir": str(run_dir),
+        "name": "tiny",
+        "width": 4,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "steps_per_epoch": 4,
+        "max_steps": 8,
+        "log_every": 1,
+        "checkpoint_every": 4,
+        "num_workers": 0,
+        "shuffle_buffer": 8,
+        "tensorboard": False,
+    }
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_training_lowers_the_validation_loss_and_registers_the_best_model(
+    shards: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    cfg = config(
+        shards,
+        tmp_path / "run",
+        max_steps=12,
+        model_root=str(tmp_path / "models"),
+        catalog_url=url,
+        tensorboard=True,
+        dropout=0.0,
+    )
+    result = train(cfg)
+    assert result["steps"] == 12 and result["epochs"] == 3 and len(result["losses"]) == 12
+    assert result["version"] == 1
+    catalog = Catalog(url)
+    with catalog.session() as session:
+        rows = session.scalars(select(TrainingMetric).where(TrainingMetric.split == "valid"))
+        val_l1 = [r.value for r in rows if r.name == "l1"]
+    assert len(val_l1) == 3 and val_l1[-1] < val_l1[0]
+    model, record = ModelRegistry(str(tmp_path / "models"), catalog).load("tiny")
+    assert record["metrics"]["val_l1"] == pytest.approx(min(val_l1))
+    assert record["metrics"]["best_step"] == 4 * (1 + val_l1.index(min(val_l1)))
+    assert record["manifest"]["counts"]["rows"] == 28 and "sha256" in record["manifest"]
+    assert record["config"]["width"] == 4 and model.width == 4
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["version"] == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_reproduces_the_uninterrupted_losses(
+    shards: str, tmp_path: Path, workers: int
+) -> None:
+    straight = train(config(shards, tmp_path / "a", max_steps=8, num_workers=workers))
+    first = train(config(shards, tmp_path / "b", max_steps=4, num_workers=workers))
+    resumed = train(config(shards, tmp_path / "b", max_steps=8, num_workers=workers))
+    assert first["losses"] == straight["losses"][:4]
+    assert resumed["losses"][:4] == first["losses"]
+    assert resumed["losses"][4:] == pytest.approx(straight["losses"][4:], abs=1e-6)
+
+
+def test_a_checkpoint_mid_epoch_resumes_exactly(shards: str, tmp_path: Path) -> None:
+    straight = train(config(shards, tmp_path / "a", max_steps=7, checkpoint_every=3))
+    train(config(shards, tmp_path / "b", max_steps=3, checkpoint_every=3))
+    resumed = train(config(shards, tmp_path / "b", max_steps=7, checkpoint_every=3))
+    assert resumed["losses"] == pytest.approx(straight["losses"], abs=1e-6)
+
+
+def test_early_stopping_ends_after_patience_epochs(shards: str, tmp_path: Path) -> None:
+    result = train(config(shards, tmp_path / "run", lr=0.0, max_steps=40, patience=2))
+    assert result["stopped_early"]
+    assert result["epochs"] == 3 and result["steps"] == 12  # best at epoch 1, then 2 worse
+    assert result["best_step"] == 4
+
+
+def test_volume_balance_mse_and_augmentation_options_train(shards: str, tmp_path: Path) -> None:
+    cfg = config(
+        shards,
+        tmp_path / "run",
+        model="spectrogram-channels",
+        loss="mse",
+        volume_balance=True,
+        augment={"p": 0.5, "gain": 0.2, "time_stretch": 0.1, "pitch_shift": 0.1},
+        max_steps=4,
+    )
+    result = train(cfg)
+    assert result["steps"] == 4 and result["validation"]["mse"] > 0
+
+
+def test_wrong_preset_is_refused(shards: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shards use preset 'tiny', not 'paper'"):
+        train(config(shards, tmp_path / "run", preset="paper"))
+
+
+def test_torchrun_command_for_one_and_several_nodes() -> None:
+    single = torchrun_command("c.json", nproc=2)
+    assert "--standalone" in single and "--nproc-per-node=2" in single
+    assert single[-3:] == ["-m", "training.trainer", "c.json"]
+    multi = torchrun_command("c.json", nproc=8, nnodes=2, node_rank=1, rdzv_endpoint="h:29400")
+    assert "--nnodes=2" in multi and "--rdzv-endpoint=h:29400" in multi
+    assert "--node-rank=1" in multi and "--standalone" not in multi
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
+    shards: str, tmp_path: Path
+) -> None:
+    # Row groups of 4 rows, no shuffle buffer: rank 0 and rank 1 each read one row group per
+    # step, and together they see exactly the 8 rows the single process sees in its step.
+    common = {"batch_size": 8, "max_steps": 6, "dropout": 0.0, "shuffle_buffer": 1}
+    single = train(config(shards, tmp_path / "one", **common))
+    cfg = config(
+        shards,
+        tmp_path / "two",
+        model_root=str(tmp_path / "models"),
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",
+        **common,
+    )
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    assert launch(path, nproc=2) == 0
+    double = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert double["version"] == 1 and double["steps"] == 6
+    # Batch norm normalises each rank's 4 rows on their own, so the curves agree closely
+    # but not bit for bit.
+    assert double["losses"] == pytest.approx(single["losses"], rel=0.01)
+    shutil.rmtree(tmp_path / "two")
+
+
+def test_train_tiny_trains_and_registers_a_small_model(shards: str, tmp_path: Path) -> None:
+    from flows.train import train_tiny
+
+    result = train_tiny(f"{shards}/ds", data_dir=str(tmp_path), max_steps=4)
+    assert result["version"] == 1 and result["steps"] == 4
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    registry = ModelRegistry(str(tmp_path / "models"), catalog)
+    assert registry.current("tiny")["version"] == 1
+    model, _ = registry.load("tiny")
+    assert model.kind == "unet" and model.width == 4
+
+
+@pytest.mark.slow
+def test_train_command_runs_the_flow_and_prints_the_scores(shards: str, tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from flows.train import train_command
+
+    app = typer.Typer()
+    app.command("train")(train_command)
+    app.command("noop")(lambda: None)
+    args = ["train", "--shards", f"{shards}/ds", "--data-dir", str(tmp_path), "--width", "2"]
+    args += ["--max-steps", "2", "--steps-per-epoch", "2", "--batch-size", "4", "--workers", "0"]
+    args += ["--model", "no-skip", "--name", "cli", "--run-dir", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "cli v1" in result.output and "l1_vocals" in result.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"] == "no-skip" and saved["width"] == 2
+    bad = CliRunner().invoke(app, [*args[:5], "--preset", "hq"])
+    assert bad.exit_code == 2 and "not 'hq'" in bad.output
