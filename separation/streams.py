@@ -55,7 +55,9 @@ class AudioStream:
 
     def _open_ffmpeg(self) -> None:
         if shutil.which("ffmpeg") is None:
-            raise AudioError(self.path, "needs ffmpeg to decode this format, and it is not installed")
+            raise AudioError(
+                self.path, "needs ffmpeg to decode this format, and it is not installed"
+            )
         info = probe(self.path)
         self.sample_rate, self.channels, self.duration_s = (
             info.sample_rate,
@@ -120,38 +122,16 @@ class AudioStream:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
 
-def read_overlapping(stream: AudioStream, size: int, overlap: int) -> Iterator[np.ndarray]:
-    """Blocks of ``size`` samples, each starting ``size - overlap`` after the previous one.
-
-    The last block runs to the end of the input and is always longer than ``overlap``, so every
-    block contributes new samples. Only one block plus one read is held in memory.
-    """
-    if not 0 <= overlap < size:
-        raise ValueError("overlap must be in [0, size)")
-    step = size - overlap
-    buffer = np.zeros((stream.channels, 0), dtype=np.float32)
-    reader = stream.blocks(step)
-    exhausted = False
-    while True:
-        while not exhausted and buffer.shape[1] < size + step:
-            try:
-                buffer = np.concatenate([buffer, next(reader)], axis=1)
-            except StopIteration:
-                exhausted = True
-        if exhausted and buffer.shape[1] <= size:
-            yield buffer
-            return
-        yield buffer[:, :size]
-        buffer = buffer[:, step:]
-
-
 class StemWriter:
-    """Stream one stem into ``path``: a temp file beside it, renamed into place on :meth:`commit`."""
+    """Stream a stem into ``path``: a temp file beside it, renamed into place by :meth:`commit`."""
 
     def __init__(
         self,
@@ -168,10 +148,13 @@ class StemWriter:
             raise AudioError(self.path, f"cannot write format {self.path.suffix or '(none)'}")
         if self.format == "mp3" and (sample_rate not in MP3_RATES or channels > 2):
             raise AudioError(
-                self.path, f"MP3 cannot hold {channels} channels at {sample_rate} Hz; use wav or flac"
+                self.path,
+                f"MP3 cannot hold {channels} channels at {sample_rate} Hz; use wav or flac",
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent
+        )
         os.close(fd)
         self._tmp = Path(tmp)
         self._sndfile: sf.SoundFile | None = None
@@ -191,7 +174,12 @@ class StemWriter:
             if self.format == "flac" and subtype not in ("PCM_16", "PCM_24"):
                 subtype = "PCM_24"
             self._sndfile = sf.SoundFile(
-                self._tmp, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype
+                self._tmp,
+                "w",
+                samplerate=sample_rate,
+                channels=channels,
+                format=fmt,
+                subtype=subtype,
             )
 
     def write(self, audio: np.ndarray) -> None:

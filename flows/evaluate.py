@@ -1,0 +1,214 @@
+"""Prefect flow ``evaluate`` and the ``vocalmine evaluate`` command.
+
+Thin composition of :mod:`separation.evaluate` (datasets, systems, museval scoring) and
+:mod:`separation.report` (table, box plots): the model (once per post-processing variant) and
+the MIX / IRM1 baselines are scored on a musdb folder, a MIR-1K folder or a test library's
+ground-truth manifest; results go to ``summary.json``, ``tracks.parquet``, ``frames.parquet`` and
+``report.md`` with PNG box plots, and to the Prefect UI as table, markdown and image artifacts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from prefect import artifacts, flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from rich.console import Console
+from rich.markup import escape
+
+from flows.artifacts import artifact_key, publish_markdown, publish_table
+from separation.evaluate import (
+    EvaluationResult,
+    baseline_systems,
+    default_dataset,
+    open_dataset,
+    separator_system,
+)
+from separation.evaluate import (
+    evaluate as run_evaluation,
+)
+from separation.postprocess import parse_variant
+from separation.report import (
+    PLOT_METRICS,
+    image_data_url,
+    inline_report,
+    render_report,
+    summary_table,
+)
+from separation.separate import Separator, load_registered_model
+from storage.config import get_settings
+from training.models import SeparationModel, build_model
+
+console = Console(stderr=True, soft_wrap=True)
+UNTRAINED = "untrained"
+
+
+def resolve_model(
+    model: str | None, settings_kwargs: dict[str, Any]
+) -> tuple[SeparationModel | None, str]:
+    """The model to score and its label; ``"untrained[:PRESET]"`` gives fresh weights."""
+    if model is None:
+        return None, ""
+    if model.split(":")[0] == UNTRAINED:
+        preset = model.partition(":")[2] or "paper"
+        return build_model("unet", preset), f"UNTRAINED unet/{preset} (random weights)"
+    settings = get_settings(**settings_kwargs)
+    loaded, record = load_registered_model(model, settings.model_root, settings.catalog_url)
+    return loaded, f"{record['name']} v{record['version']} ({loaded.kind}/{loaded.preset.name})"
+
+
+@task(name="score", cache_policy=NO_CACHE)
+def score_task(
+    dataset: str,
+    model: SeparationModel | None,
+    model_label: str,
+    variants: list[str],
+    limit: int | None,
+    device: str,
+    baselines: bool,
+) -> EvaluationResult:
+    """Separate and score every track with every system."""
+    label, tracks = open_dataset(dataset, limit)
+    systems, descriptions = baseline_systems() if baselines else ({}, {})
+    if model is not None:
+        for variant in variants:
+            post = parse_variant(variant)
+            name = "model" if post.label == "none" else f"model+{post.label}"
+            systems[name] = separator_system(Separator(model, device=device, post=post))
+            descriptions[name] = f"{model_label}, post-processing: {post.label}"
+    if not systems:
+        raise ValueError("nothing to evaluate: no model and no baselines")
+    logger = get_run_logger()
+    return run_evaluation(
+        tracks,
+        systems,
+        dataset=label,
+        descriptions=descriptions,
+        on_track=lambda name: logger.info("scored %s", name),
+    )
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(
+    dataset: str | None = None,
+    model: str | None = None,
+    variants: list[str] | None = None,
+    out_dir: str | None = None,
+    limit: int | None = None,
+    device: str = "cpu",
+    baselines: bool = True,
+    config: str | None = None,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Score a model (and the MIX / IRM1 baselines) with museval; save and publish a report.
+
+    ``dataset`` defaults to ``../shared/data/musdb18-7/test`` when present; ``model`` is a
+    registered ``NAME[:VERSION]`` or ``untrained[:PRESET]``; ``variants`` are post-processing
+    settings such as ``none``, ``binarize=10``, ``gate``, ``wiener``.
+    """
+    settings_kwargs = {"config_file": config, "data_dir": data_dir}
+    settings = get_settings(**settings_kwargs)
+    source = dataset or default_dataset()
+    if source is None:
+        raise FileNotFoundError("no dataset given and ../shared/data/musdb18-7/test is absent")
+    loaded, model_label = resolve_model(model, settings_kwargs)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    out = Path(out_dir) if out_dir else Path(settings.data_dir) / "evaluations" / stamp
+    result = score_task(
+        str(source), loaded, model_label, variants or ["none"], limit, device, baselines
+    )
+    paths = result.save(out)
+    report = render_report(result, out)
+    publish(result, report)
+    summary = result.to_json()
+    summary["files"] = {k: str(v) for k, v in {**paths, "report": report}.items()}
+    return summary
+
+
+def publish(result: EvaluationResult, report: Path) -> None:
+    """Table, report (plots inline) and one image artifact per metric; no-op outside a run."""
+    rows = summary_table(result).round(3).to_dict(orient="records")
+    publish_table("evaluation-scores", rows, description=f"{result.dataset}: median over tracks")
+    publish_markdown("evaluation-report", inline_report(report), description=result.dataset)
+    for metric in PLOT_METRICS:
+        png = report.parent / f"{metric.lower()}_boxplot.png"
+        try:
+            artifacts.create_image_artifact(
+                image_data_url(png),
+                key=artifact_key(f"evaluation-{metric}"),
+                description=f"{result.dataset}: {metric} per track",
+            )
+        except Exception as exc:  # noqa: BLE001 - the dashboard must never fail an evaluation
+            get_run_logger().warning("could not publish %s plot: %s", metric, exc)
+
+
+def evaluate_command(
+    dataset: Annotated[
+        Path | None,
+        typer.Argument(help="musdb folder, MIR-1K folder or library manifest (default: MUSDB18-7)"),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="registered NAME[:VERSION], or untrained[:PRESET] for a demo"
+        ),
+    ] = None,
+    variants: Annotated[
+        str,
+        typer.Option(
+            "--post",
+            help="variants, comma-separated: none, binarize[=A], gate[=B], wiener[=N]",
+        ),
+    ] = "none",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="results folder (default: data dir)")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="first N tracks only")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
+    baselines: Annotated[
+        bool, typer.Option("--baselines/--no-baselines", help="score MIX and IRM1 too")
+    ] = True,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="settings file")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="data folder")] = None,
+) -> None:
+    """Score separations with museval (BSSEval v4, 1 s frames) beside the MIX and IRM1 oracles.
+
+    Without --model only the baselines are scored (a check of the evaluation pipeline).
+    """
+    try:
+        summary = evaluate(
+            dataset=str(dataset) if dataset else None,
+            model=model,
+            variants=[v for v in variants.split(",") if v.strip()],
+            out_dir=str(out_dir) if out_dir else None,
+            limit=limit,
+            device=device,
+            baselines=baselines,
+            config=str(config) if config else None,
+            data_dir=str(data_dir) if data_dir else None,
+        )
+    except (FileNotFoundError, LookupError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {escape(' '.join(str(exc).split()))}")
+        raise typer.Exit(2) from exc
+    print_summary(summary)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """Median SDR/SIR/SAR/NSDR per system and source as a rich table."""
+    from rich.table import Table
+
+    table = Table(title=f"{summary['dataset']} ({len(summary['tracks'])} tracks, median)")
+    for column in ("system", "source", "SDR", "SIR", "SAR", "NSDR"):
+        table.add_column(column)
+    for system, sources in summary["scores"].items():
+        for source, metrics in sources.items():
+            cells = [
+                "–" if metrics.get(m, {}).get("median") is None else f"{metrics[m]['median']:.2f}"
+                for m in ("SDR", "SIR", "SAR", "NSDR")
+            ]
+            table.add_row(system, source, *cells)
+    Console().print(table)
+    console.print(f"report: {summary['files']['report']}")

@@ -1,0 +1,327 @@
+"""A song in, vocals and accompaniment out: the inference pipeline behind ``vocalmine separate``.
+
+Per block of input audio (see :mod:`separation.chunking`): downmix/resample to the model's preset,
+magnitude STFT, model masks per patch, ratio masks (:mod:`separation.masks`), optional mask
+binarisation, mapping onto the full-resolution STFT of the block at the input's own rate,
+optional Wiener filter, mixture phase, inverse STFT. Blocks are cross-faded; the accompaniment is
+the mixture minus the vocals, so the stems sum to the input, at its rate, channel count and exact
+length. The optional vocal gate needs the whole stem's maximum energy, so with the gate a file is
+written in two passes through lossless staging files beside the outputs.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mining.audio import AUDIO_SUFFIXES, resample
+from mining.stft import stft as model_stft
+from mining.stft import to_preset_channels
+from separation.chunking import (
+    ChunkSettings,
+    CrossFader,
+    array_pieces,
+    merge_patches,
+    overlapping_blocks,
+    patch_starts,
+    split_patches,
+)
+from separation.masks import (
+    full_resolution,
+    high_band_mask,
+    istft,
+    map_to_full_band,
+    match_channels,
+    ratio_masks,
+    stft,
+)
+from separation.postprocess import (
+    HopEnergyMeter,
+    PostProcessing,
+    apply_gate,
+    binarize,
+    gain_at_samples,
+    gate_gain,
+    gate_hop,
+    wiener,
+)
+from separation.streams import AudioStream, StemWriter
+from training.models import SeparationModel
+
+SOURCES: tuple[str, str] = ("vocals", "accompaniment")
+Progress = Callable[[float], None]
+
+
+class OutputExistsError(Exception):
+    """Separating would overwrite an existing stem; ``str()`` is one line naming the input."""
+
+    def __init__(self, path: Path, existing: Sequence[Path]) -> None:
+        names = ", ".join(str(p) for p in existing)
+        super().__init__(f"{path}: output exists ({names}); pass --overwrite to replace it")
+
+
+class Separator:
+    """A loaded model plus post-processing and chunking settings; reuse it for many files."""
+
+    def __init__(
+        self,
+        model: SeparationModel,
+        *,
+        device: str = "cpu",
+        post: PostProcessing | None = None,
+        chunks: ChunkSettings | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.preset = model.preset
+        self.post = post or PostProcessing()
+        self.chunks = chunks or ChunkSettings()
+        self.batch_size = batch_size
+
+    def model_masks(self, magnitude: np.ndarray) -> np.ndarray:
+        """The model's ``(2, C, bins, T)`` source masks for a ``(C, bins, T)`` magnitude."""
+        frames = magnitude.shape[-1]
+        patch = self.preset.patch_frames
+        starts = patch_starts(frames, patch, self.chunks.patch_overlap)
+        patches = split_patches(magnitude, patch, starts)
+        peak = patches.reshape(len(starts), -1).max(axis=1)
+        patches = patches / np.maximum(peak, 1e-8)[:, None, None, None]
+        outputs = []
+        with torch.inference_mode():
+            for i in range(0, len(patches), self.batch_size):
+                batch = torch.from_numpy(patches[i : i + self.batch_size]).to(self.device)
+                outputs.append(self.model(batch).float().cpu().numpy())
+        return merge_patches(np.concatenate(outputs), starts, frames)
+
+    def vocal_mask(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+        """Vocal ratio mask on the model grid and its above-band value, per input channel."""
+        preset = self.preset
+        model_in = resample(to_preset_channels(audio, preset), sample_rate, preset.sample_rate)
+        with warnings.catch_warnings():  # blocks shorter than n_fft are fine, zero padded
+            warnings.simplefilter("ignore", UserWarning)
+            magnitude = np.abs(model_stft(model_in, preset)[:, : preset.bins])
+        mask = ratio_masks(self.model_masks(magnitude))
+        high = high_band_mask(mask, magnitude)
+        if self.post.binarize_alpha is not None:
+            mask = binarize(mask, self.post.binarize_alpha)
+            high = binarize(high, self.post.binarize_alpha)
+        channels = audio.shape[0]
+        return match_channels(mask, channels), match_channels(high, channels)
+
+    def vocals_block(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Vocal estimate ``(C, N)`` of one block of ``(C, N)`` audio at its own rate."""
+        mask, high = self.vocal_mask(audio, sample_rate)
+        n_fft, hop = full_resolution(sample_rate)
+        spec = stft(torch.from_numpy(np.ascontiguousarray(audio)).to(self.device), n_fft, hop)
+        full_mask = map_to_full_band(
+            torch.from_numpy(mask).to(self.device),
+            torch.from_numpy(high).to(self.device),
+            self.preset,
+            sample_rate,
+            n_fft,
+            hop,
+            spec.shape[-1],
+        )
+        if self.post.wiener_iterations:
+            filtered = wiener(
+                spec.cpu().numpy(), full_mask.cpu().numpy(), self.post.wiener_iterations
+            )
+            vocal_spec = torch.from_numpy(filtered).to(self.device)
+        else:
+            vocal_spec = spec * full_mask
+        return istft(vocal_spec, n_fft, hop, audio.shape[-1]).cpu().numpy()
+
+    def stream(
+        self, pieces: Iterable[np.ndarray], channels: int, sample_rate: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(mixture, vocals)`` chunks, final and in order, for a stream of input pieces.
+
+        The vocal gate is not applied here (it needs the whole stem).
+        """
+        size, overlap = self.chunks.block_samples(sample_rate, self.preset)
+        fader = CrossFader(overlap)
+        for block, last in overlapping_blocks(pieces, channels, size, overlap):
+            vocals = fader.push(self.vocals_block(block, sample_rate), last)
+            yield block[:, : vocals.shape[1]], vocals
+
+    def separate_array(self, audio: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
+        """Both stems of an in-memory ``(C, N)`` (or ``(N,)``) signal, same shape as the input."""
+        data = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+        size, _ = self.chunks.block_samples(sample_rate, self.preset)
+        parts = list(self.stream(array_pieces(data, size), data.shape[0], sample_rate))
+        vocals = np.concatenate([v for _, v in parts], axis=1)
+        if self.post.gate is not None:
+            vocals = apply_gate(vocals, self.post.gate, sample_rate)
+        stems = {"vocals": vocals, "accompaniment": data - vocals}
+        return {k: v.reshape(np.shape(audio)) for k, v in stems.items()}
+
+    def separate_file(
+        self,
+        path: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str],
+        *,
+        stems: Sequence[str] = SOURCES,
+        fmt: str = "wav",
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> dict[str, Path]:
+        """Separate one file into ``out_dir/<stem>.<fmt>``, streaming; returns the stem paths.
+
+        Raises :class:`mining.audio.AudioError` for unreadable input and
+        :class:`OutputExistsError` when a stem exists and ``overwrite`` is false. Nothing is
+        left under a final name unless the whole file succeeded.
+        """
+        source = Path(path)
+        targets = {s: Path(out_dir) / f"{s}.{fmt}" for s in stems}
+        existing = [p for p in targets.values() if p.exists()]
+        if existing and not overwrite:
+            raise OutputExistsError(source, existing)
+        with AudioStream(source) as stream:
+            rate, channels = stream.sample_rate, stream.channels
+            writers: list[StemWriter] = []
+            try:
+                final = {s: StemWriter(targets[s], rate, channels) for s in stems}
+                writers += final.values()
+                size, _ = self.chunks.block_samples(rate, self.preset)
+                chunks = self.stream(stream.blocks(size), channels, rate)
+                if self.post.gate is None:
+                    for mix, vocals in chunks:
+                        _write(final, mix, vocals)
+                        if progress:
+                            progress(mix.shape[1] / rate)
+                else:
+                    self._gated(chunks, final, Path(out_dir), rate, channels, writers, progress)
+            except BaseException:
+                for writer in writers:
+                    writer.abort()
+                raise
+            return {s: w.commit() for s, w in final.items()}
+
+    def _gated(
+        self,
+        chunks: Iterator[tuple[np.ndarray, np.ndarray]],
+        final: dict[str, StemWriter],
+        out_dir: Path,
+        rate: int,
+        channels: int,
+        writers: list[StemWriter],
+        progress: Progress | None,
+    ) -> None:
+        """Two passes: ungated stems to float WAV staging files, then the gain applied."""
+        assert self.post.gate is not None
+        hop = gate_hop(self.post.gate, rate)
+        meter = HopEnergyMeter(hop)
+        staged = {
+            s: StemWriter(out_dir / f".{s}.staged.wav", rate, channels, subtype="FLOAT")
+            for s in SOURCES
+        }
+        writers += staged.values()
+        for mix, vocals in chunks:
+            meter.push(vocals)
+            _write(staged, mix, vocals)
+            if progress:
+                progress(0.5 * mix.shape[1] / rate)
+        gain = gate_gain(meter.energies(), self.post.gate, rate)
+        paths = {s: w.commit() for s, w in staged.items()}
+        try:
+            with AudioStream(paths["vocals"]) as voc, AudioStream(paths["accompaniment"]) as acc:
+                start = 0
+                size, _ = self.chunks.block_samples(rate, self.preset)
+                for vocals, accompaniment in zip(voc.blocks(size), acc.blocks(size), strict=True):
+                    g = gain_at_samples(gain, start, vocals.shape[1], hop)
+                    gated = vocals * g
+                    for stem, data in (
+                        ("vocals", gated),
+                        ("accompaniment", accompaniment + vocals - gated),
+                    ):
+                        if stem in final:
+                            final[stem].write(data)
+                    start += vocals.shape[1]
+                    if progress:
+                        progress(0.5 * vocals.shape[1] / rate)
+        finally:
+            for p in paths.values():
+                p.unlink(missing_ok=True)
+
+
+def _write(writers: dict[str, StemWriter], mix: np.ndarray, vocals: np.ndarray) -> None:
+    if "vocals" in writers:
+        writers["vocals"].write(vocals)
+    if "accompaniment" in writers:
+        writers["accompaniment"].write(mix - vocals)
+
+
+def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Files, folders (searched recursively for audio) and globs → ``(files, errors)``.
+
+    Errors are one-line messages for arguments that match nothing.
+    """
+    files: list[Path] = []
+    errors: list[str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+            )
+            if not found:
+                errors.append(f"{argument}: folder has no audio files")
+            files += found
+        elif path.exists() or path.is_symlink():
+            files.append(path)
+        elif glob.has_magic(argument):
+            matches = sorted(Path(p) for p in glob.glob(argument, recursive=True))
+            matches = [p for p in matches if p.is_file()]
+            if not matches:
+                errors.append(f"{argument}: pattern matches no files")
+            files += matches
+        else:
+            errors.append(f"{argument}: no such file")
+    unique = list(dict.fromkeys(p.resolve() for p in files))
+    return unique, errors
+
+
+def output_dir_for(path: Path, out_root: Path) -> Path:
+    """``out_root/<name without audio suffixes>``, e.g. ``song.stem.mp4`` → ``out_root/song``."""
+    name = path.name
+    for suffix in reversed(path.suffixes):
+        if suffix.lower() in AUDIO_SUFFIXES | {".stem"}:
+            name = name[: -len(suffix)]
+        else:
+            break
+    return out_root / (name or path.name)
+
+
+DEFAULT_MODEL = "vocalmine"
+
+
+def parse_model_spec(spec: str | None) -> tuple[str, int | None]:
+    """``"NAME[:VERSION]"`` → ``(name, version)``; ``None`` means the default model's current."""
+    if not spec:
+        return DEFAULT_MODEL, None
+    name, _, version = spec.partition(":")
+    if version and not version.lstrip("v").isdigit():
+        raise ValueError(f"--model {spec}: version must be a number, as in NAME:3")
+    return name or DEFAULT_MODEL, int(version.lstrip("v")) if version else None
+
+
+def load_registered_model(
+    spec: str | None, model_root: str, catalog_url: str
+) -> tuple[SeparationModel, dict[str, object]]:
+    """The registry's model for ``NAME[:VERSION]`` (current version when none is given)."""
+    from storage.catalog import open_catalog
+    from storage.registry import ModelRegistry
+
+    name, version = parse_model_spec(spec)
+    catalog = open_catalog(catalog_url)
+    try:
+        return ModelRegistry(model_root, catalog).load(name, version)
+    finally:
+        catalog.dispose()
