@@ -33,6 +33,8 @@ from training.models import MODEL_KINDS
 from training.trainer import RESULT, TrainConfig
 
 console = Console(stderr=True, soft_wrap=True)
+# Options a resumed run may change; the rest stay as the run started.
+RESUMABLE = ("max_steps", "max_epochs", "patience", "log_every", "checkpoint_every", "promote")
 
 
 def _run_id() -> str:
@@ -155,9 +157,6 @@ def train(
     result["run_dir"] = str(folder)
     _publish(result)
     return result
-
-
-RESUMABLE = ("max_steps", "max_epochs", "patience", "log_every", "checkpoint_every", "promote")
 
 
 def _publish(result: dict[str, Any]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -12,6 +14,15 @@ from training.models import MODEL_KINDS, UNet, build_model, model_from_spec
 from training.models.flops import conv_macs
 
 K = 5 * 5  # every kernel is 5×5
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """The test machine is small and shared: one intra-op thread avoids oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def conv(cin: int, cout: int) -> int:
