@@ -12,9 +12,11 @@ full rate is slow and one global peak cannot tell a clean pair from a different 
 2. **Start and end.** Two excerpts of the instrumental (up to ``excerpt_s`` long, one early and
    one late, skipping near-silent windows) are each correlated at full rate against the mix
    within ``±search_s`` of the coarse offset. Each gives an offset and a normalised peak.
-3. **Decision.** Both peaks weak → ``misaligned``; the excerpts disagree by more than
-   ``drift_tolerance`` samples (or only one of them finds the instrumental) → ``drift``
-   (a different edit, a cut, or a different tempo).
+3. **Decision.** The excerpts disagree by more than ``drift_tolerance`` samples, or only one of
+   them finds the instrumental → ``drift`` (a different edit or a cut). Both peaks weak: a
+   tempo or speed change also destroys waveform correlation, so the same test runs on onset
+   envelopes (log-mel spectral flux at 100 frames/s, which survive a small tempo change): both
+   ends match at offsets more than ``env_drift_frames`` apart → ``drift``, else ``misaligned``.
 4. **Final offset.** The normalised correlation over the whole overlap, evaluated directly at the
    few lags the excerpts allow, picks the offset and its sign gives the polarity.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import librosa
 import numpy as np
 from scipy.signal import correlate
 
@@ -49,7 +52,16 @@ class AlignParams:
     search_s: float = 1.0
     excerpt_s: float = 15.0
     min_confidence: float = 0.1
+    min_overall_confidence: float = 0.2
     drift_tolerance: int = 2
+    env_excerpt_s: float = 10.0
+    env_search_s: float = 3.0
+    env_min_confidence: float = 0.15
+    env_drift_frames: int = 2
+
+
+ENV_RATE = 4000
+ENV_HOP = 40  # 100 envelope frames per second
 
 
 @dataclass(frozen=True)
@@ -116,7 +128,9 @@ def coarse_offset(mix: np.ndarray, instr: np.ndarray, sr: int, rate: int = 4000)
     return int(round(lag * sr / eff_rate))
 
 
-def _search(mix_w: np.ndarray, seg: np.ndarray, seg_start: int, lo: int, hi: int) -> tuple[int, float]:
+def _search(
+    mix_w: np.ndarray, seg: np.ndarray, seg_start: int, lo: int, hi: int
+) -> tuple[int, float]:
     """Best lag in ``[lo, hi]`` for instrumental excerpt ``seg`` starting at ``seg_start``.
 
     Returns the lag and the signed normalised correlation at it.
@@ -163,6 +177,70 @@ def _excerpt_starts(instr_w: np.ndarray, a: int, b: int, width: int) -> tuple[in
     return int(starts[loud[0]]), int(starts[loud[-1]])
 
 
+def _envelope(audio: np.ndarray, sr: int) -> np.ndarray:
+    """Onset envelope per band: half-wave log-mel flux, mean removed, ``(24, frames)`` at 100 Hz."""
+    y = resample(downmix(audio), sr, ENV_RATE) if sr != ENV_RATE else downmix(audio)
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=ENV_RATE, n_fft=256, hop_length=ENV_HOP, n_mels=24, fmin=30.0, fmax=2000.0
+    )
+    log = np.log(mel + 1e-6 * float(mel.max()) + 1e-12)
+    flux = np.maximum(np.diff(log, axis=1, prepend=log[:, :1]), 0.0)
+    flux -= flux.mean(axis=1, keepdims=True)
+    return flux.astype(np.float32)
+
+
+def _envelope_search(
+    env_mix: np.ndarray, seg: np.ndarray, seg_start: int, lo: int, hi: int
+) -> tuple[int, float]:
+    """Best frame lag in ``[lo, hi]`` for an envelope excerpt, and its normalised correlation."""
+    width = seg.shape[1]
+    start, stop = seg_start + lo, seg_start + hi + width
+    window = np.zeros((env_mix.shape[0], stop - start), dtype=np.float32)
+    a, b = max(start, 0), min(stop, env_mix.shape[1])
+    if b > a:
+        window[:, a - start : b - start] = env_mix[:, a:b]
+    c = correlate(window, seg, mode="valid")[0]
+    energy = np.concatenate(([0.0], np.cumsum((window.astype(np.float64) ** 2).sum(axis=0))))
+    local = energy[width:] - energy[:-width]
+    seg_energy = float((seg.astype(np.float64) ** 2).sum())
+    valid = local > 0.25 * max(float(local.max()), 1e-30)
+    ncc = np.where(valid, c / np.sqrt(np.maximum(local * seg_energy, 1e-30)), 0.0)
+    k = int(np.argmax(ncc))
+    return lo + k, float(ncc[k])
+
+
+def envelope_offsets(
+    mix: np.ndarray,
+    instr: np.ndarray,
+    sr: int,
+    centres_s: tuple[float, float],
+    params: AlignParams | None = None,
+) -> tuple[int, float, int, float]:
+    """Onset-envelope offsets (10 ms frames) and peaks of two instrumental excerpts.
+
+    The excerpts are centred at ``centres_s`` (instrumental seconds). Envelopes ignore phase, so
+    they still line up when a small tempo change has made the waveforms incoherent, and keep
+    their timing when a phase vocoder has kept the waveforms partly coherent; a start/end
+    disagreement then reveals the drift.
+    """
+    p = params or AlignParams()
+    env_mix, env_instr = _envelope(mix, sr), _envelope(instr, sr)
+    full = correlate(env_mix, env_instr, mode="full")[env_mix.shape[0] - 1]
+    lag = int(np.argmax(full)) - (env_instr.shape[1] - 1)
+    fps = ENV_RATE / ENV_HOP
+    radius = int(p.env_search_s * fps)
+    lo, hi = lag - radius, lag + radius
+    found = []
+    for centre in centres_s:
+        width = min(int(p.env_excerpt_s * fps), env_instr.shape[1])
+        first = int(np.clip(round(centre * fps) - width // 2, 0, env_instr.shape[1] - width))
+        if width < 50:
+            found.append((lag, 0.0))
+            continue
+        found.append(_envelope_search(env_mix, env_instr[:, first : first + width], first, lo, hi))
+    return found[0][0], found[0][1], found[1][0], found[1][1]
+
+
 def align(
     mix: np.ndarray,
     instr: np.ndarray,
@@ -190,10 +268,14 @@ def align(
     if b - a < max(sr // 4, 16):
         return Alignment(coarse, 1, 0.0, coarse, coarse, sr, MISALIGNED)
     width = min(int(p.excerpt_s * sr), (b - a) // 2)
-    early_start, late_start = _excerpt_starts(i, a, b, width)
+    early, late = _excerpt_starts(i, a, b, width)
     lo, hi = coarse - radius, coarse + radius
-    start_lag, start_ncc = _search(m, i[early_start : early_start + width], early_start, lo, hi)
-    end_lag, end_ncc = _search(m, i[late_start : late_start + width], late_start, lo, hi)
+    start_lag, start_ncc = _search(m, i[early : early + width], early, lo, hi)
+    end_lag, end_ncc = _search(m, i[late : late + width], late, lo, hi)
+    env = envelope_offsets(mix, instr, sr, ((early + width / 2) / sr, (late + width / 2) / sr), p)
+    env_drift = (
+        min(env[1], env[3]) >= p.env_min_confidence and abs(env[0] - env[2]) > p.env_drift_frames
+    )
 
     def result(offset: int, ncc: float, reason: str | None) -> Alignment:
         return Alignment(
@@ -208,21 +290,21 @@ def align(
             end_confidence=abs(end_ncc),
         )
 
+    best_lag = start_lag if abs(start_ncc) >= abs(end_ncc) else end_lag
     strong = [abs(start_ncc) >= p.min_confidence, abs(end_ncc) >= p.min_confidence]
     if not any(strong):
-        best = start_ncc if abs(start_ncc) >= abs(end_ncc) else end_ncc
-        return result(start_lag if best is start_ncc else end_lag, best, MISALIGNED)
+        return result(best_lag, _ncc_at(m, i, best_lag), DRIFT if env_drift else MISALIGNED)
     if (
-        not all(strong)
+        env_drift
+        or not all(strong)
         or abs(start_lag - end_lag) > p.drift_tolerance
         or np.sign(start_ncc) != np.sign(end_ncc)
     ):
-        best_lag = start_lag if abs(start_ncc) >= abs(end_ncc) else end_lag
         return result(best_lag, _ncc_at(m, i, best_lag), DRIFT)
     lags = range(min(start_lag, end_lag) - 1, max(start_lag, end_lag) + 2)
     nccs = [_ncc_at(m, i, lag) for lag in lags]
     k = int(np.argmax(np.abs(nccs)))
-    reason = None if abs(nccs[k]) >= p.min_confidence else MISALIGNED
+    reason = None if abs(nccs[k]) >= p.min_overall_confidence else MISALIGNED
     return result(lags[k], nccs[k], reason)
 
 

@@ -1,0 +1,86 @@
+"""process_pair turns two files into segments, or into a reason code, never an exception."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mining.audio import save_audio
+from mining.pair_pipeline import process_pair
+from mining.stft import PRESETS
+from tests.mir1k_pairs import LAME_DELAY, LAME_LEVEL_DB, load_clip, load_song
+
+
+@pytest.fixture()
+def pair_files(mir1k_dir: Path, tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+    acc, voc, sr = load_clip(mir1k_dir, "amy_10_01")
+    original = save_audio(tmp_path / "song.flac", (acc + voc)[None] * 0.7, sr)
+    instrumental = save_audio(tmp_path / "song (instrumental).mp3", acc[None] * 0.5, sr)
+    return original, instrumental, acc + voc
+
+
+@pytest.mark.parametrize("preset_name", ["paper", "hq"])
+def test_a_good_pair_yields_segments_with_alignment_and_gain(
+    pair_files: tuple[Path, Path, np.ndarray], preset_name: str
+) -> None:
+    original, instrumental, _ = pair_files
+    preset = PRESETS[preset_name]
+    result = process_pair(original, instrumental, preset_name)
+    assert result.ok, result.detail
+    assert result.alignment.offset_samples == -LAME_DELAY
+    assert result.sample_rate == 16000
+    assert result.gain.gain_db == pytest.approx(20 * np.log10(0.7 / 0.5) - LAME_LEVEL_DB, abs=0.1)
+    assert len(result.segments) == 1  # a 9 s clip: one padded patch, no skip
+    seg = result.segments[0]
+    assert seg.vocals.shape == (preset.channels, preset.bins, preset.patch_frames)
+    assert seg.quality > 0.9
+    assert result.metrics["segments"] == 1.0
+    assert pickle.loads(pickle.dumps(result)).segments[0].segment_index == 0
+
+
+def test_an_instrumental_that_is_the_mix_is_no_vocals(
+    pair_files: tuple[Path, Path, np.ndarray], tmp_path: Path
+) -> None:
+    original, _, mix = pair_files
+    fake = save_audio(tmp_path / "fake (instrumental).mp3", mix[None] * 0.5, 16000)
+    result = process_pair(original, fake, PRESETS["paper"])
+    assert result.reason == "no_vocals"
+    assert result.segments == []
+    assert "vocal share" in result.detail
+
+
+def test_unreadable_instrumental_is_a_decode_error(
+    pair_files: tuple[Path, Path, np.ndarray], tmp_path: Path
+) -> None:
+    original, _, _ = pair_files
+    broken = tmp_path / "broken.mp3"
+    broken.write_bytes(b"\x00not audio" * 64)
+    result = process_pair(original, broken, "paper")
+    assert result.reason == "decode_error"
+    assert str(broken) in result.detail and "\n" not in result.detail
+
+
+def test_unrelated_instrumental_is_misaligned(
+    pair_files: tuple[Path, Path, np.ndarray], mir1k_dir: Path, tmp_path: Path
+) -> None:
+    original, _, _ = pair_files
+    other, _, sr = load_clip(mir1k_dir, "leon_7_05")
+    unrelated = save_audio(tmp_path / "other.flac", other[None], sr)
+    result = process_pair(original, unrelated, "paper")
+    assert result.reason == "misaligned"
+    assert result.alignment is not None
+
+
+def test_long_song_skips_its_ends_and_uses_the_configured_hop(
+    mir1k_dir: Path, tmp_path: Path
+) -> None:
+    acc, voc, sr = load_song(mir1k_dir, "amy_10")  # about 64 s
+    original = save_audio(tmp_path / "long.flac", (acc + voc)[None], sr)
+    instrumental = save_audio(tmp_path / "long (instrumental).flac", acc[None], sr)
+    result = process_pair(original, instrumental, "paper", segment_skip_s=20.0)
+    assert result.ok and result.segments[0].start_s >= 20.0
+    denser = process_pair(original, instrumental, "paper", segment_hop_frames=32)
+    assert len(denser.segments) > len(result.segments)

@@ -1,0 +1,128 @@
+"""Vocal labels are the half-wave spectral difference; no-vocal pairs and bad alignments show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mining.alignment import align, apply_alignment
+from mining.loudness import match_gain
+from mining.stft import PRESETS
+from mining.vocals import (
+    NO_VOCALS,
+    check_vocals,
+    derive,
+    label_quality,
+    reconstruct_vocals,
+    to_preset,
+    vocal_activity_db,
+)
+from tests.mir1k_pairs import load_clip, mp3_round_trip, sdr_db
+
+CLIPS = ["amy_10_01", "leon_7_05", "geniusturtle_8_03"]
+
+
+def mined_instrumental(mix: np.ndarray, instrumental_file: np.ndarray, sr: int) -> np.ndarray:
+    """What the pipeline does to a decoded instrumental: align, place, gain-match."""
+    placed = apply_alignment(instrumental_file, align(mix, instrumental_file, sr), mix.shape[1])
+    return placed * np.float32(match_gain(mix, placed, sr).gain)
+
+
+@pytest.mark.parametrize("preset_name", ["paper", "hq"])
+def test_derived_spectrograms_have_the_preset_shape_and_are_non_negative(
+    mir1k_dir: Path, preset_name: str
+) -> None:
+    preset = PRESETS[preset_name]
+    acc, voc, sr = load_clip(mir1k_dir, "amy_10_01")
+    derived = derive((acc + voc)[None], acc[None], sr, preset)
+    frames = 1 + len(acc) * preset.sample_rate // sr // preset.hop
+    for mag in (derived.mix_mag, derived.instr_mag, derived.vocals_mag):
+        assert mag.dtype == np.float32
+        assert mag.shape == (preset.channels, preset.bins, frames)
+    assert (derived.vocals_mag >= 0).all()
+    np.testing.assert_allclose(
+        derived.vocals_mag, np.maximum(derived.mix_mag - derived.instr_mag, 0), atol=1e-6
+    )
+
+
+def test_mix_minus_itself_has_no_vocals(mir1k_dir: Path) -> None:
+    acc, voc, sr = load_clip(mir1k_dir, "leon_7_05")
+    mix = (acc + voc)[None]
+    derived = derive(mix, mix, sr, PRESETS["paper"])
+    assert not derived.vocals_mag.any()
+    assert check_vocals(derived) == NO_VOCALS
+    assert derived.quality().quality == 0.0
+
+
+@pytest.mark.parametrize("name", CLIPS)
+@pytest.mark.parametrize("preset_name", ["paper", "hq"])
+def test_instrumental_that_is_really_the_mix_is_rejected_and_real_pairs_pass(
+    mir1k_dir: Path, name: str, preset_name: str
+) -> None:
+    acc, voc, sr = load_clip(mir1k_dir, name)
+    mix = (acc + voc)[None]
+    preset = PRESETS[preset_name]
+    fake = mined_instrumental(mix, mp3_round_trip(mix * 0.8, sr), sr)
+    real = mined_instrumental(mix, mp3_round_trip(acc[None] * 0.8, sr), sr)
+    assert check_vocals(derive(mix, fake, sr, preset)) == NO_VOCALS
+    assert check_vocals(derive(mix, real, sr, preset)) is None
+    assert vocal_activity_db(derive(mix, real, sr, preset)) > -6.0
+
+
+@pytest.mark.parametrize("name", CLIPS)
+def test_vocals_from_the_true_instrumental_reconstruct_the_true_vocals(
+    mir1k_dir: Path, name: str
+) -> None:
+    preset = PRESETS["hq"]
+    acc, voc, sr = load_clip(mir1k_dir, name)
+    mix = (acc + voc)[None]
+    derived = derive(mix, acc[None], sr, preset)
+    at_preset = to_preset(mix, sr, preset)
+    estimate = reconstruct_vocals(at_preset, derived.vocals_mag, preset)
+    assert estimate.shape == at_preset.shape
+    truth = to_preset(voc[None], sr, preset)
+    assert sdr_db(truth, estimate) > 9.0
+    assert sdr_db(truth, estimate) > sdr_db(truth, at_preset) + 6.0  # far better than the mix
+
+
+@pytest.mark.parametrize("name", CLIPS)
+def test_mined_vocals_are_as_good_as_those_from_the_true_instrumental(
+    mir1k_dir: Path, name: str
+) -> None:
+    preset = PRESETS["hq"]
+    acc, voc, sr = load_clip(mir1k_dir, name)
+    mix = (acc + voc)[None]
+    mined = mined_instrumental(mix, mp3_round_trip(acc[None] * 1.7, sr), sr)
+    at_preset, truth = to_preset(mix, sr, preset), to_preset(voc[None], sr, preset)
+    oracle = sdr_db(
+        truth, reconstruct_vocals(at_preset, derive(mix, acc[None], sr, preset).vocals_mag, preset)
+    )
+    ours = sdr_db(
+        truth, reconstruct_vocals(at_preset, derive(mix, mined, sr, preset).vocals_mag, preset)
+    )
+    assert ours > oracle - 1.0
+
+
+@pytest.mark.parametrize("name", CLIPS)
+def test_quality_is_higher_for_a_correct_pair_than_a_misaligned_one(
+    mir1k_dir: Path, name: str
+) -> None:
+    preset = PRESETS["paper"]
+    acc, voc, sr = load_clip(mir1k_dir, name)
+    mix = (acc + voc)[None]
+    correct = derive(mix, acc[None], sr, preset).quality()
+    shifted = derive(mix, np.roll(acc, 1024)[None], sr, preset).quality()
+    off_gain = derive(mix, acc[None] * 10 ** (2 / 20), sr, preset).quality()
+    assert 0.0 <= shifted.quality < correct.quality <= 1.0
+    assert off_gain.quality < correct.quality
+    assert shifted.residual_ratio_db > correct.residual_ratio_db + 6.0
+
+
+def test_label_quality_formula() -> None:
+    assert label_quality(10.0, 4.0, 1.0).quality == pytest.approx(3 / 5)
+    assert label_quality(10.0, 1.0, 2.0).quality == 0.0
+    assert label_quality(0.0, 0.0, 0.0).quality == 0.0
+    figures = label_quality(100.0, 10.0, 1.0)
+    assert (figures.vocal_ratio_db, figures.residual_ratio_db) == pytest.approx((-10.0, -20.0))
