@@ -140,6 +140,7 @@ def throughput_rows(args: argparse.Namespace, peak: float) -> list[dict[str, Any
         devices.append(torch.device("cuda"))
     for device in devices:
         on_gpu = device.type == "cuda"
+        torch.backends.cudnn.benchmark = on_gpu
         if on_gpu:  # bf16 + channels-last at each batch size, and one fp32 reference
             configs = [(b, True, True) for b in args.gpu_batch_sizes]
             configs.append((args.gpu_batch_sizes[0], False, False))

@@ -88,6 +88,9 @@ def test_training_lowers_the_validation_loss_and_registers_the_best_model(
     assert record["config"]["width"] == 4 and model.width == 4
     assert list((tmp_path / "run" / "tensorboard").iterdir())
     assert json.loads((tmp_path / "run" / "result.json").read_text())["version"] == 1
+    again = train(cfg)  # a finished run started again registers nothing new
+    assert again["version"] == 1 and again["losses"] == result["losses"]
+    assert len(ModelRegistry(str(tmp_path / "models"), catalog).list("tiny")) == 1
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -40,6 +40,7 @@ from training.models import SOURCES, SeparationModel, build_model
 CHECKPOINT = "last.pt"
 BEST = "best.pt"
 RESULT = "result.json"
+REGISTERED = "registered.json"
 
 
 @dataclass
@@ -253,7 +254,7 @@ def evaluate(
     model.train(was_training)
     count = max(sums[-1].item(), 1.0)
     values = (sums[:-1] / count).tolist()
-    out: dict[str, float] = {"samples": sums[-1].item()}
+    out: dict[str, float] = {"samples": int(sums[-1].item())}
     for i, source in enumerate(SOURCES):
         out[f"l1_{source}"] = values[i]
         out[f"mse_{source}"] = values[len(SOURCES) + i]
@@ -332,6 +333,16 @@ def _train(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     torch.manual_seed(config.seed + 1 + info.rank)  # per-rank dropout streams
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its kernels
+    if info.is_main:
+        print(
+            f"model {config.model} (preset {preset.name}, width {config.width}): "
+            f"{model.parameter_count():,} parameters; {info.world_size} process(es) on "
+            f"{device.type}{' with bf16 autocast' if amp else ''}; global batch "
+            f"{config.batch_size}",
+            flush=True,
+        )
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     state = TrainState(run_id=config.run_id or uuid.uuid4().hex[:12])
 
@@ -434,7 +445,7 @@ def _train(
         sink.flush()
         return scores
 
-    validated_at = -1
+    validated_at, start_step = -1, state.step
     while state.step < total and not state.stopped_early:
         batch = next(stream)
         mix, targets = _to_device(batch, device, channels_last)
@@ -484,7 +495,7 @@ def _train(
 
     if recent:
         state.losses.extend(torch.stack(recent).tolist())
-    if validated_at != state.step and state.step > 0 and not state.stopped_early:
+    if validated_at != state.step and state.step > start_step and not state.stopped_early:
         validate()
     save_checkpoint()
     sink.close()
@@ -503,7 +514,14 @@ def _train(
         "version": None,
     }
     if info.is_main:
-        result["version"] = _register(config, state, manifest, result, checkpoints)
+        # A finished run started again registers nothing new: it reports the version it made.
+        marker = checkpoints / REGISTERED
+        done = json.loads(marker.read_text()) if marker.exists() else {}
+        if done.get("step") == state.step:
+            result["version"] = done["version"]
+        else:
+            result["version"] = _register(config, state, manifest, result, checkpoints)
+            marker.write_text(json.dumps({"step": state.step, "version": result["version"]}))
         (run_dir / RESULT).write_text(json.dumps(result, indent=1))
     barrier()
     return result
