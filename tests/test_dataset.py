@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from storage.shards import ShardWriter
@@ -163,3 +165,29 @@ def test_augmentations_transform_mix_and_targets_alike() -> None:
     new_mix, new_targets = augment(mix, targets, config, np.random.default_rng(1))
     np.testing.assert_allclose(new_targets.sum(axis=0), new_mix, rtol=1e-5)
     assert not np.allclose(new_mix, mix)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    gain=st.floats(0.0, 0.5),
+    stretch=st.floats(0.0, 0.5),
+    shift=st.floats(0.0, 0.5),
+    channels=st.sampled_from([1, 2]),
+)
+def test_augmentation_is_the_same_linear_map_on_mix_and_targets(
+    seed: int, gain: float, stretch: float, shift: float, channels: int
+) -> None:
+    """Every transform is linear and shared, so mix = Σ targets survives, as does x ≥ 0."""
+    from training.augment import augment
+
+    rng = np.random.default_rng(seed)
+    targets = rng.random((2, channels, 16, 12)).astype(np.float32)
+    mix = targets.sum(axis=0)
+    config = AugmentConfig(
+        p=0.7, channel_swap=True, gain=gain, time_stretch=stretch, pitch_shift=shift
+    )
+    new_mix, new_targets = augment(mix, targets, config, np.random.default_rng(seed))
+    assert new_mix.shape == mix.shape and new_targets.shape == targets.shape
+    assert new_mix.min() >= 0.0 and new_targets.min() >= 0.0
+    np.testing.assert_allclose(new_targets.sum(axis=0), new_mix, rtol=1e-5, atol=1e-6)
