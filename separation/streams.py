@@ -50,6 +50,8 @@ class AudioStream:
             self.channels = int(self._sndfile.channels)
             self.frames = int(self._sndfile.frames)
             self.duration_s = self.frames / self.sample_rate
+            if self.frames <= 0:
+                raise AudioError(self.path, "no audio samples (empty or truncated file)")
         else:
             self._open_ffmpeg()
 
@@ -141,6 +143,7 @@ class StemWriter:
         *,
         subtype: str = "PCM_24",
         bitrate_kbps: int = 320,
+        expected_frames: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.format: OutputFormat = self.path.suffix.lower().lstrip(".")  # type: ignore[assignment]
@@ -169,7 +172,9 @@ class StemWriter:
             self._fh = self._tmp.open("wb")
         else:
             fmt = "WAV" if self.format == "wav" else "FLAC"
-            if fmt == "WAV" and channels * sample_rate * 3600 * 4 > 2**31:
+            width = {"PCM_16": 2, "PCM_24": 3}.get(subtype, 4)
+            frames = expected_frames if expected_frames is not None else sample_rate * 3600 * 4
+            if fmt == "WAV" and frames * channels * width > 2**32 - 2**20:
                 fmt = "RF64"  # plain WAV stops at 4 GiB; RF64 is WAV's 64-bit extension
             if self.format == "flac" and subtype not in ("PCM_16", "PCM_24"):
                 subtype = "PCM_24"

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from separation.evaluate import EvalTrack, score_track
-from separation.masks import full_resolution, istft, stft
+from separation.masks import FULL_BAND_WINDOW, full_resolution, istft, stft
 from separation.postprocess import (
     GateSettings,
     HopEnergyMeter,
@@ -49,9 +49,11 @@ def clip(mir1k_dir: Path) -> EvalTrack:
 def leaky(clip: EvalTrack) -> tuple[torch.Tensor, np.ndarray]:
     """The mixture STFT and a leaky vocal ratio mask on its grid."""
     n_fft, hop = full_resolution(clip.sample_rate)
-    mix = stft(torch.from_numpy(clip.mixture), n_fft, hop)
-    vocal = stft(torch.from_numpy(clip.references["vocals"]), n_fft, hop).abs()
-    accompaniment = stft(torch.from_numpy(clip.references["accompaniment"]), n_fft, hop).abs()
+    mix = stft(torch.from_numpy(clip.mixture), n_fft, hop, FULL_BAND_WINDOW)
+    vocal = stft(torch.from_numpy(clip.references["vocals"]), n_fft, hop, FULL_BAND_WINDOW).abs()
+    accompaniment = stft(
+        torch.from_numpy(clip.references["accompaniment"]), n_fft, hop, FULL_BAND_WINDOW
+    ).abs()
     ideal = (vocal / (vocal + accompaniment + 1e-8)).numpy()
     return mix, (2 / 3 * ideal + 1 / 3 * 0.5).astype(np.float32)
 
@@ -64,7 +66,7 @@ def scores(clip: EvalTrack, vocals: np.ndarray) -> dict[str, float]:
 
 def reconstruct(clip: EvalTrack, spec: torch.Tensor) -> np.ndarray:
     n_fft, hop = full_resolution(clip.sample_rate)
-    return istft(spec, n_fft, hop, clip.mixture.shape[1]).numpy()
+    return istft(spec, n_fft, hop, clip.mixture.shape[1], FULL_BAND_WINDOW).numpy()
 
 
 @pytest.fixture(scope="module")

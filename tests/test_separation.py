@@ -174,14 +174,17 @@ def test_mask_mapping_interpolates_in_hertz_and_seconds() -> None:
     high = np.full((1, 1, frames), 0.25, dtype=np.float32)
     n_fft, hop = full_resolution(44100)
     out_frames = 40
-    full = map_to_full_band(
+    mapped = map_to_full_band(
         torch.from_numpy(mask), torch.from_numpy(high), preset, 44100, n_fft, hop, out_frames
-    ).numpy()
+    )
+    full = mapped.dense().numpy()
+    spec = torch.ones(1, n_fft // 2 + 1, out_frames, dtype=torch.complex64) * (1 - 2j)
+    np.testing.assert_allclose(mapped.apply(spec).numpy(), full * (1 - 2j), rtol=1e-6)
     full_freqs = np.arange(n_fft // 2 + 1) * 44100 / n_fft
     inside = full_freqs <= freqs[-1]
     np.testing.assert_allclose(full[0, inside, 7], full_freqs[inside] / freqs[-1], atol=1e-5)
     assert np.all(full[0, ~inside] == pytest.approx(0.25))
-    assert (n_fft, hop) == (2048, 512)
+    assert (n_fft, hop) == (2048, 1024)
 
 
 @settings(max_examples=40, deadline=None)

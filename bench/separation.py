@@ -1,0 +1,418 @@
+"""Separation benchmark: speed against Open-Unmix and HT-Demucs, memory on long inputs, and scores.
+
+What it measures (``python bench/separation.py --help`` for the knobs):
+
+1. **Real-time factor, end to end** (decode a WAV → separate → write both stems as WAV) on a
+   4-minute song made of MUSDB18-7 previews played back to back (real music, 44.1 kHz stereo):
+   ours with the ``paper`` and ``hq`` presets (fresh weights: speed does not depend on them), and
+   side by side on the same audio Open-Unmix's ``Separator`` (UMX-HQ sizes, vocals target plus
+   residual, one Wiener iteration) and HT-Demucs (``demucs.htdemucs.HTDemucs`` with its default
+   sizes, ``apply_model`` with split, overlap 0.25, one shift), both with random weights since
+   nothing can be downloaded. HT-Demucs is timed on the first ``--demucs-seconds`` of the song
+   (its cost is linear in length); the factor is seconds of audio per second of wall time.
+   The host's load average is recorded: the 2 cores are shared, so absolute numbers move with it.
+2. **Peak memory** (max RSS of a fresh subprocess separating a file with the paper preset) for
+   a 10-minute and a 60-minute input: streaming keeps it flat.
+3. **Scores on MUSDB18-7 test** (museval v4, 1 s frames, median over frames then tracks; 16-bit
+   PCM decoding): MIX and IRM1 beside the reference numbers of shared/data/README.md (the
+   pipeline check), and the registry's current model (else a freshly initialised one, labelled
+   UNTRAINED) without and with each post-processing option.
+
+Open-Unmix and HT-Demucs pin torchaudio, which has no build for this torch; they are installed
+with ``pip install --no-deps openunmix demucs einops julius`` and get an empty ``torchaudio``
+module here (their model code only imports it). Prints rich tables and writes
+``bench/results/separation.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from separation.evaluate import (  # noqa: E402
+    baseline_systems,
+    evaluate,
+    load_musdb_track,
+    separator_system,
+)
+from separation.postprocess import parse_variant  # noqa: E402
+from separation.separate import Separator  # noqa: E402
+from training.models import build_model  # noqa: E402
+
+MUSDB = ROOT.parent / "shared" / "data" / "musdb18-7" / "test"
+RESULTS = ROOT / "bench" / "results" / "separation.json"
+REFERENCE = {  # shared/data/README.md, musdb18-7 test, museval v4, 16-bit PCM references
+    "MIX": {"vocals": {"SDR": 0.09, "SIR": -4.64, "SAR": 26.66}, "accompaniment": {"SDR": 4.66}},
+    "IRM1": {"vocals": {"SDR": 9.85, "SIR": 13.91, "SAR": 11.41}, "accompaniment": {"SDR": 15.03}},
+}
+VARIANTS = ("none", "binarize", "gate", "wiener")
+console = Console(width=160)
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def build_song(seconds: float, path: Path) -> Path:
+    """MUSDB18-7 previews back to back (or noise and tones without the data) as a 16-bit WAV."""
+    rate = 44100
+    total = int(seconds * rate)
+    parts, have = [], 0
+    files = sorted(MUSDB.glob("*.stem.mp4")) if MUSDB.is_dir() else []
+    for file in files:
+        if have >= total:
+            break
+        mixture = load_musdb_track(file).mixture
+        parts.append(mixture)
+        have += mixture.shape[1]
+    if have < total:
+        t = np.arange(total - have) / rate
+        tone = 0.1 * np.sin(2 * np.pi * 220 * t) + 0.05 * np.random.default_rng(0).standard_normal(
+            t.size
+        )
+        parts.append(np.stack([tone, tone]).astype(np.float32))
+    audio = np.concatenate(parts, axis=1)[:, :total]
+    sf.write(path, audio.T, rate, subtype="PCM_16")
+    return path
+
+
+def timed(run: Any) -> tuple[float, float]:
+    """Wall and process-CPU seconds of ``run()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def ours(preset: str, song: Path, out: Path) -> dict[str, Any]:
+    torch.manual_seed(0)
+    separator = Separator(build_model("unet", preset))
+    size, _ = separator.chunks.block_samples(44100, separator.preset)
+    separator.separate_array(np.zeros((2, size + 44100), np.float32), 44100)  # warm-up
+    wall, cpu = timed(lambda: separator.separate_file(song, out / preset, overwrite=True))
+    return {"wall_s": wall, "cpu_s": cpu}
+
+
+def torchaudio_shim() -> None:
+    """An empty ``torchaudio`` so the competitors' model modules import (bench only)."""
+    if "torchaudio" not in sys.modules:
+        try:
+            import torchaudio  # noqa: F401
+        except ImportError:
+            sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+
+
+def write_stems(out: Path, stems: dict[str, np.ndarray], rate: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, audio in stems.items():
+        sf.write(out / f"{name}.wav", audio.T, rate, subtype="PCM_24")
+
+
+def open_unmix(song: Path, out: Path) -> dict[str, Any]:
+    torchaudio_shim()
+    from openunmix.model import OpenUnmix
+    from openunmix.model import Separator as UmxSeparator
+
+    torch.manual_seed(0)
+    target = OpenUnmix(nb_bins=2049, nb_channels=2, hidden_size=512, max_bin=1487)
+    separator = UmxSeparator(
+        {"vocals": target}, niter=1, residual=True, n_fft=4096, n_hop=1024, nb_channels=2
+    ).eval()
+    separator.freeze()
+    with torch.inference_mode():
+        separator(torch.zeros(1, 2, 5 * 44100))  # warm-up
+
+    def run() -> None:
+        audio, rate = sf.read(song, dtype="float32", always_2d=True)
+        with torch.inference_mode():
+            est = separator(torch.from_numpy(audio.T.copy())[None])[0].numpy()
+        write_stems(out / "umx", {"vocals": est[0], "accompaniment": est[1]}, rate)
+
+    wall, cpu = timed(run)
+    return {"wall_s": wall, "cpu_s": cpu, "model": "OpenUnmix umxhq sizes, niter=1, residual"}
+
+
+def ht_demucs(song: Path, out: Path, seconds: float) -> dict[str, Any]:
+    torchaudio_shim()
+    from demucs.apply import apply_model
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(0)
+    model = HTDemucs(sources=["drums", "bass", "other", "vocals"]).eval()
+
+    def run() -> None:
+        audio, rate = sf.read(song, dtype="float32", always_2d=True, frames=int(seconds * 44100))
+        with torch.inference_mode():
+            est = apply_model(
+                model, torch.from_numpy(audio.T.copy())[None], shifts=1, split=True, overlap=0.25
+            )[0].numpy()
+        write_stems(
+            out / "htdemucs", {"vocals": est[3], "accompaniment": est[0] + est[1] + est[2]}, rate
+        )
+
+    wall, cpu = timed(run)
+    return {"wall_s": wall, "cpu_s": cpu, "seconds": seconds, "model": "HTDemucs defaults"}
+
+
+def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    song = build_song(args.song_seconds, work / "song.wav")
+    duration = sf.info(song).duration
+    rows: dict[str, Any] = {}
+    runs = [("vocalmine paper", lambda: ours("paper", song, work))]
+    runs.append(("vocalmine hq", lambda: ours("hq", song, work)))
+    if not args.skip_competitors:
+        runs.append(("Open-Unmix", lambda: open_unmix(song, work)))
+        runs.append(("HT-Demucs", lambda: ht_demucs(song, work, args.demucs_seconds)))
+    for name, run in runs:
+        before = load_average()
+        console.print(f"timing {name} (load {before}) ...")
+        try:
+            result = run()
+        except ImportError as exc:
+            rows[name] = {"error": f"not installed: {exc}"}
+            continue
+        seconds = result.get("seconds", duration)
+        result.update(
+            audio_s=seconds,
+            rtf=seconds / result["wall_s"],
+            rtf_cpu=seconds / result["cpu_s"],
+            load_before=before,
+            load_after=load_average(),
+        )
+        rows[name] = result
+    paper = rows["vocalmine paper"]["rtf"]
+    for name in ("Open-Unmix", "HT-Demucs"):
+        if "rtf" in rows.get(name, {}):
+            rows[name]["paper_speedup"] = paper / rows[name]["rtf"]
+    table = Table(
+        title=f"End-to-end real-time factor, {duration:.0f} s song, {os.cpu_count()} cores"
+    )
+    for column in (
+        "system",
+        "audio s",
+        "wall s",
+        "× real time",
+        "× (CPU time)",
+        "paper is × faster",
+        "load",
+    ):
+        table.add_column(column, justify="right")
+    for name, r in rows.items():
+        if "error" in r:
+            table.add_row(name, r["error"], "", "", "", "", "")
+            continue
+        table.add_row(
+            name,
+            f"{r['audio_s']:.0f}",
+            f"{r['wall_s']:.2f}",
+            f"{r['rtf']:.1f}",
+            f"{r['rtf_cpu']:.1f}",
+            f"{r['paper_speedup']:.1f}" if "paper_speedup" in r else "",
+            f"{r['load_before']}→{r['load_after']}",
+        )
+    console.print(table)
+    return {"song_s": duration, "threads": torch.get_num_threads(), "systems": rows}
+
+
+CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+import torch
+from separation.separate import Separator
+from training.models import build_model
+torch.manual_seed(0)
+separator = Separator(build_model("unet", "paper"))
+start = time.perf_counter()
+separator.separate_file({song!r}, {out!r}, overwrite=True)
+print(json.dumps({{"wall_s": time.perf_counter() - start,
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    rows = {}
+    for minutes in args.memory_minutes:
+        song = work / f"long_{minutes}.wav"
+        write_long_input(song, minutes * 60)
+        console.print(f"separating {minutes} min in a subprocess ...")
+        code = CHILD.format(root=str(ROOT), song=str(song), out=str(work / f"long_{minutes}"))
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows[f"{minutes} min"] = result
+        song.unlink()
+    table = Table(title="Peak memory (max RSS of the separating process, paper preset, WAV out)")
+    for column in ("input", "max RSS MB", "wall s"):
+        table.add_column(column, justify="right")
+    for name, r in rows.items():
+        table.add_row(name, f"{r['max_rss_mb']:.0f}", f"{r['wall_s']:.1f}")
+    console.print(table)
+    return rows
+
+
+def write_long_input(path: Path, seconds: int) -> None:
+    """A long 44.1 kHz stereo WAV written in one-minute pieces (tones over noise)."""
+    rate = 44100
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", samplerate=rate, channels=2, subtype="PCM_16") as handle:
+        for minute in range(int(np.ceil(seconds / 60))):
+            n = min(60, seconds - 60 * minute) * rate
+            t = np.arange(n) / rate
+            tone = 0.2 * np.sin(2 * np.pi * (220 + 20 * minute) * t)
+            handle.write((tone[:, None] + 0.05 * rng.standard_normal((n, 2))).astype(np.float32))
+
+
+def current_model() -> tuple[Any, str]:
+    """The registry's current model under the default settings, else fresh weights."""
+    try:
+        from separation.separate import load_registered_model
+        from storage.config import get_settings
+
+        settings = get_settings()
+        model, record = load_registered_model(None, settings.model_root, settings.catalog_url)
+        return model, f"{record['name']} v{record['version']} ({model.kind}/{model.preset.name})"
+    except Exception as exc:  # noqa: BLE001 - any failure means: no trained model here
+        console.print(f"no registered model ({' '.join(str(exc).split())}); using fresh weights")
+        torch.manual_seed(0)
+        return build_model("unet", "paper"), "UNTRAINED unet/paper (random weights)"
+
+
+def scores(args: argparse.Namespace) -> dict[str, Any]:
+    if not MUSDB.is_dir():
+        console.print(f"[yellow]skipping scores: {MUSDB} is absent[/yellow]")
+        return {"skipped": f"{MUSDB} absent"}
+    model, label = current_model()
+    systems, descriptions = baseline_systems()
+    for variant in args.variants:
+        post = parse_variant(variant)
+        name = "model" if post.label == "none" else f"model+{post.label}"
+        systems[name] = separator_system(Separator(model, post=post))
+        descriptions[name] = f"{label}, post-processing {post.label}"
+    files = sorted(MUSDB.glob("*.stem.mp4"))[: args.eval_tracks]
+    started = time.perf_counter()
+    result = evaluate(
+        (load_musdb_track(f) for f in files),
+        systems,
+        dataset="musdb18-7/test",
+        descriptions=descriptions,
+        on_track=lambda name: console.print(f"  scored {name}", highlight=False),
+    )
+    out = RESULTS.parent / "separation_eval"
+    result.save(out)
+    summary = result.to_json()
+    table = Table(
+        title=f"MUSDB18-7 test, {len(files)} tracks: median SDR/SIR/SAR (dB); model = {label}"
+    )
+    for column in (
+        "system",
+        "voc SDR",
+        "voc SIR",
+        "voc SAR",
+        "acc SDR",
+        "acc SIR",
+        "acc SAR",
+        "ref voc SDR/SIR/SAR, acc SDR",
+    ):
+        table.add_column(column, justify="right")
+    for system, sources in summary["scores"].items():
+        cells = []
+        for source in ("vocals", "accompaniment"):
+            for metric in ("SDR", "SIR", "SAR"):
+                value = sources[source][metric]["median"]
+                cells.append("–" if value is None else f"{value:.2f}")
+        ref = REFERENCE.get(system)
+        reference = (
+            f"{ref['vocals']['SDR']}/{ref['vocals']['SIR']}/{ref['vocals']['SAR']}, "
+            f"{ref['accompaniment']['SDR']}"
+            if ref
+            else ""
+        )
+        table.add_row(system, *cells, reference)
+    console.print(table)
+    deltas = {
+        system: {
+            f"{source} {metric}": round(
+                summary["scores"][system][source][metric]["median"] - value, 3
+            )
+            for source, metrics in ref.items()
+            for metric, value in metrics.items()
+        }
+        for system, ref in REFERENCE.items()
+        if len(files) == 50
+    }
+    return {
+        "model": label,
+        "tracks": len(files),
+        "wall_s": time.perf_counter() - started,
+        "scores": summary["scores"],
+        "systems": summary["systems"],
+        "notes": summary["notes"],
+        "decoding": summary["decoding"],
+        "reference": REFERENCE,
+        "delta_to_reference": deltas,
+        "files": str(out),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--song-seconds", type=float, default=240.0)
+    parser.add_argument("--demucs-seconds", type=float, default=60.0)
+    parser.add_argument("--memory-minutes", type=int, nargs="*", default=[10, 60])
+    parser.add_argument("--eval-tracks", type=int, default=50)
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-competitors", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-scores", action="store_true")
+    args = parser.parse_args()
+
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["host"] = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    with tempfile.TemporaryDirectory(prefix="vocalmine-bench-") as tmp:
+        work = Path(tmp)
+        if not args.skip_speed:
+            results["speed"] = speed(args, work)
+            save(results)
+        if not args.skip_memory:
+            results["memory"] = memory(args, work)
+            save(results)
+    if not args.skip_scores:
+        results["scores"] = scores(args)
+        save(results)
+    console.print(f"wrote {RESULTS}")
+
+
+def save(results: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, default=float))
+    tmp.replace(RESULTS)
+
+
+if __name__ == "__main__":
+    main()
