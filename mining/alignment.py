@@ -7,8 +7,8 @@ what is hand-written here is the search strategy, because correlating whole 48 k
 full rate is slow and one global peak cannot tell a clean pair from a different edit:
 
 1. **Coarse offset.** The fingerprint histogram's offset when the caller has one, otherwise a
-   full cross-correlation of the mono downmixes resampled to ``coarse_rate`` (4 kHz: a five-minute
-   song is 1.2 M samples, a fraction of a second of FFT).
+   full cross-correlation of the mono downmixes resampled to 4 kHz (a five-minute song is
+   1.2 M samples, a fraction of a second of FFT).
 2. **Start and end.** Two excerpts of the instrumental (up to ``excerpt_s`` long, one early and
    one late, skipping near-silent windows) are each correlated at full rate against the mix
    within ``±search_s`` of the coarse offset. Each gives an offset and a normalised peak.
@@ -48,7 +48,6 @@ DRIFT = "drift"
 class AlignParams:
     """Tuning of :func:`align`; the defaults are calibrated on MIR-1K (see docs)."""
 
-    coarse_rate: int = 4000
     search_s: float = 1.0
     excerpt_s: float = 15.0
     min_confidence: float = 0.1
@@ -60,7 +59,7 @@ class AlignParams:
     env_drift_frames: int = 2
 
 
-ENV_RATE = 4000
+LOW_RATE = 4000  # the coarse correlation and the onset envelopes work at this rate
 ENV_HOP = 40  # 100 envelope frames per second
 
 
@@ -118,14 +117,26 @@ def _padded(x: np.ndarray, start: int, stop: int) -> np.ndarray:
     return out
 
 
-def coarse_offset(mix: np.ndarray, instr: np.ndarray, sr: int, rate: int = 4000) -> int:
-    """Offset in samples at ``sr`` from a full cross-correlation at ``rate`` (mono, whitened)."""
-    m = _whiten(resample(downmix(mix), sr, rate)) if rate < sr else _whiten(downmix(mix))
-    i = _whiten(resample(downmix(instr), sr, rate)) if rate < sr else _whiten(downmix(instr))
-    eff_rate = rate if rate < sr else sr
-    c = correlate(m, i, mode="full", method="fft")
+def _low_rate(audio: np.ndarray, sr: int) -> np.ndarray:
+    """Mono downmix at :data:`LOW_RATE` (soxr's anti-alias filter keeps 0–2 kHz)."""
+    mono = downmix(audio)
+    return resample(mono, sr, LOW_RATE) if sr != LOW_RATE else mono
+
+
+def _coarse_lag(mix_low: np.ndarray, instr_low: np.ndarray, sr: int) -> int:
+    """Offset in samples at ``sr`` from a full whitened cross-correlation at :data:`LOW_RATE`."""
+    i = _whiten(instr_low)
+    c = correlate(_whiten(mix_low), i, mode="full", method="fft")
     lag = int(np.argmax(np.abs(c))) - (len(i) - 1)
-    return int(round(lag * sr / eff_rate))
+    return int(round(lag * sr / LOW_RATE))
+
+
+def coarse_offset(mix: np.ndarray, instr: np.ndarray, sr: int) -> int:
+    """Offset in samples at ``sr`` from a full cross-correlation at 4 kHz (mono, whitened).
+
+    Good to a few samples at ``sr``; :func:`align` refines it at full rate.
+    """
+    return _coarse_lag(_low_rate(mix, sr), _low_rate(instr, sr), sr)
 
 
 def _search(
@@ -148,40 +159,43 @@ def _search(
     return lo + k, float(ncc[k])
 
 
-def _ncc_at(mix_w: np.ndarray, instr_w: np.ndarray, lag: int) -> float:
-    """Signed normalised correlation of the whole overlap at one lag."""
+def _ncc_at(mix_w: np.ndarray, instr_w: np.ndarray, lag: int, chunk: int = 1 << 20) -> float:
+    """Signed normalised correlation of the whole overlap at one lag (float64, in chunks)."""
     a, b = max(0, -lag), min(len(instr_w), len(mix_w) - lag)
-    if b - a <= 0:
-        return 0.0
-    x = mix_w[a + lag : b + lag].astype(np.float64)
-    y = instr_w[a:b].astype(np.float64)
-    denom = np.sqrt(np.dot(x, x) * np.dot(y, y))
-    return float(np.dot(x, y) / denom) if denom > 0 else 0.0
+    xy = xx = yy = 0.0
+    for start in range(a, b, chunk):
+        stop = min(b, start + chunk)
+        x = mix_w[start + lag : stop + lag].astype(np.float64)
+        y = instr_w[start:stop].astype(np.float64)
+        xy, xx, yy = xy + np.dot(x, y), xx + np.dot(x, x), yy + np.dot(y, y)
+    denom = np.sqrt(xx * yy)
+    return float(xy / denom) if denom > 0 else 0.0
 
 
 def _excerpt_starts(instr_w: np.ndarray, a: int, b: int, width: int) -> tuple[int, int]:
     """Start of the earliest and of the latest window of ``width`` in ``[a, b)`` with signal.
 
     A window counts when its energy is at least a quarter of the average window's, so silent
-    intros and outros do not become excerpts.
+    intros and outros do not become excerpts. Energies come from quarter-window blocks.
     """
     step = max(width // 4, 1)
-    starts = np.arange(a, max(b - width, a) + 1, step)
-    if starts[-1] != b - width and b - width > a:
-        starts = np.append(starts, b - width)
-    energy = np.concatenate(([0.0], np.cumsum(instr_w.astype(np.float64) ** 2)))
-    window_energy = energy[np.minimum(starts + width, len(instr_w))] - energy[starts]
+    n_blocks = (b - a) // step
+    blocks = instr_w[a : a + n_blocks * step].reshape(n_blocks, step)
+    block_energy = np.square(blocks, dtype=np.float64).sum(axis=1)
+    window_energy = np.convolve(block_energy, np.ones(max(width // step, 1)), mode="valid")
     loud = np.flatnonzero(window_energy >= 0.25 * window_energy.mean())
     if len(loud) == 0:
-        return int(starts[0]), int(starts[-1])
-    return int(starts[loud[0]]), int(starts[loud[-1]])
+        return a, b - width
+    early = a + step * int(loud[0])
+    late = b - width if loud[-1] == len(window_energy) - 1 else a + step * int(loud[-1])
+    return early, min(late, b - width)
 
 
-def _envelope(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Onset envelope per band: half-wave log-mel flux, mean removed, ``(24, frames)`` at 100 Hz."""
-    y = resample(downmix(audio), sr, ENV_RATE) if sr != ENV_RATE else downmix(audio)
+def _envelope(y: np.ndarray) -> np.ndarray:
+    """Onset envelope per band of a :data:`LOW_RATE` mono signal: half-wave log-mel flux, mean
+    removed, ``(24, frames)`` at 100 frames per second."""
     mel = librosa.feature.melspectrogram(
-        y=y, sr=ENV_RATE, n_fft=256, hop_length=ENV_HOP, n_mels=24, fmin=30.0, fmax=2000.0
+        y=y, sr=LOW_RATE, n_fft=256, hop_length=ENV_HOP, n_mels=24, fmin=30.0, fmax=2000.0
     )
     log = np.log(mel + 1e-6 * float(mel.max()) + 1e-12)
     flux = np.maximum(np.diff(log, axis=1, prepend=log[:, :1]), 0.0)
@@ -210,24 +224,23 @@ def _envelope_search(
 
 
 def envelope_offsets(
-    mix: np.ndarray,
-    instr: np.ndarray,
-    sr: int,
+    mix_low: np.ndarray,
+    instr_low: np.ndarray,
     centres_s: tuple[float, float],
     params: AlignParams | None = None,
 ) -> tuple[int, float, int, float]:
     """Onset-envelope offsets (10 ms frames) and peaks of two instrumental excerpts.
 
-    The excerpts are centred at ``centres_s`` (instrumental seconds). Envelopes ignore phase, so
-    they still line up when a small tempo change has made the waveforms incoherent, and keep
-    their timing when a phase vocoder has kept the waveforms partly coherent; a start/end
-    disagreement then reveals the drift.
+    ``mix_low`` and ``instr_low`` are mono signals at :data:`LOW_RATE`; the excerpts are centred
+    at ``centres_s`` (instrumental seconds). Envelopes ignore phase, so they still line up when a
+    small tempo change has made the waveforms incoherent, and keep their timing when a phase
+    vocoder has kept the waveforms partly coherent; a start/end disagreement reveals the drift.
     """
     p = params or AlignParams()
-    env_mix, env_instr = _envelope(mix, sr), _envelope(instr, sr)
+    env_mix, env_instr = _envelope(mix_low), _envelope(instr_low)
     full = correlate(env_mix, env_instr, mode="full")[env_mix.shape[0] - 1]
     lag = int(np.argmax(full)) - (env_instr.shape[1] - 1)
-    fps = ENV_RATE / ENV_HOP
+    fps = LOW_RATE / ENV_HOP
     radius = int(p.env_search_s * fps)
     lo, hi = lag - radius, lag + radius
     found = []
@@ -257,8 +270,9 @@ def align(
     p = params or AlignParams()
     m = _whiten(downmix(mix))
     i = _whiten(downmix(instr))
+    mix_low, instr_low = _low_rate(mix, sr), _low_rate(instr, sr)
     if coarse_offset_s is None:
-        coarse = coarse_offset(mix, instr, sr, p.coarse_rate)
+        coarse = _coarse_lag(mix_low, instr_low, sr)
     else:
         coarse = int(round(coarse_offset_s * sr))
     radius = max(int(round(p.search_s * sr)), 1)
@@ -272,7 +286,8 @@ def align(
     lo, hi = coarse - radius, coarse + radius
     start_lag, start_ncc = _search(m, i[early : early + width], early, lo, hi)
     end_lag, end_ncc = _search(m, i[late : late + width], late, lo, hi)
-    env = envelope_offsets(mix, instr, sr, ((early + width / 2) / sr, (late + width / 2) / sr), p)
+    centres = ((early + width / 2) / sr, (late + width / 2) / sr)
+    env = envelope_offsets(mix_low, instr_low, centres, p)
     env_drift = (
         min(env[1], env[3]) >= p.env_min_confidence and abs(env[0] - env[2]) > p.env_drift_frames
     )

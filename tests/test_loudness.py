@@ -63,7 +63,7 @@ def test_integrated_loudness_is_pyloudnorms(mir1k_dir: Path) -> None:
     acc, voc, sr = load_clip(mir1k_dir, "amy_10_01")
     stereo = np.stack([acc, voc])
     expected = pyloudnorm.Meter(sr).integrated_loudness(stereo.T.astype(np.float64))
-    assert integrated_loudness(stereo, sr) == pytest.approx(expected, abs=1e-6)
+    assert integrated_loudness(stereo, sr) == pytest.approx(expected, abs=1e-3)
 
 
 def test_equalisation_reaches_the_target_as_pyloudnorm_measures_it(mir1k_dir: Path) -> None:
