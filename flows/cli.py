@@ -118,6 +118,25 @@ def print_counts(title: str, counts: dict[str, object]) -> None:
     Console().print(table)
 
 
+def _register() -> None:
+    """Attach the verbs that live with their flows."""
+    from flows.dashboard import dashboard_command
+    from flows.evaluate import evaluate_command
+    from flows.mine import mine_command, pairs_command
+    from flows.separate import separate_command
+    from flows.train import train_command
+
+    app.command("mine")(mine_command)
+    app.command("pairs")(pairs_command)
+    app.command("train")(train_command)
+    app.command("separate")(separate_command)
+    app.command("evaluate")(evaluate_command)
+    app.command("dashboard")(dashboard_command)
+
+
+_register()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,513 @@
+"""Prefect flow ``mine``: scan → match → fingerprint → verify → align → gain → derive → shard.
+
+A thin composition: the signal processing lives in ``mining/``, the queries in
+``storage/mining_store.py``, the shard format in ``storage/shards.py``. Per-track fingerprinting
+and per-pair processing run on a Dask task runner (a LocalCluster by default, a scheduler
+address for a real cluster). Re-running is cheap and safe: fingerprints are stored once per
+content hash, pairs already in the shard manifest are skipped, and pair processing is claimed in
+the catalog so concurrent runs never do the same pair twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+from prefect.futures import as_completed
+from prefect_dask import DaskTaskRunner
+
+from flows.artifacts import publish_counts, publish_histogram
+from mining.audio import load_audio
+from mining.fingerprint import (
+    DEFAULT_PARAMS,
+    Fingerprint,
+    FingerprintIndex,
+    discover_pairs,
+    find_duplicates,
+    fingerprint,
+    orient_pair,
+    verify_pair,
+)
+from mining.matching import TrackRef, match_titles
+from mining.pair_pipeline import PairResult, process_pair
+from mining.scan import scan_library
+from mining.stft import get_preset
+from storage import mining_store as store
+from storage.catalog import Catalog, open_catalog
+from storage.config import Settings, get_settings
+from storage.locks import claim_pairs, clear_stale_claims, exclusive_lock, new_owner, release_pairs
+from storage.shards import Segment, ShardWriter, split_for_artist
+
+
+def task_runner(settings: Settings) -> DaskTaskRunner:
+    """A Dask runner: the configured scheduler address, else a LocalCluster of worker processes."""
+    if settings.dask_address:
+        return DaskTaskRunner(address=settings.dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": settings.dask_workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+            "silence_logs": logging.ERROR,
+        }
+    )
+
+
+@task(name="scan", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def scan_task(library: str, catalog_url: str, hash_bytes: int) -> dict[str, Any]:
+    """Scan the library into the catalog (incremental)."""
+    catalog = open_catalog(catalog_url)
+    try:
+        return scan_library(library, catalog, hash_bytes=hash_bytes).as_dict()
+    finally:
+        catalog.dispose()
+
+
+@task(name="fingerprint", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def fingerprint_task(path: str, content_hash: str) -> tuple[str, bytes | None, str | None]:
+    """Landmark fingerprint of one file, keyed by its content hash; a decode error comes back."""
+    try:
+        audio, sr = load_audio(path, sr=DEFAULT_PARAMS.sample_rate, mono=True)
+    except Exception as exc:  # every decode problem becomes a recorded reason, never a crash
+        return content_hash, None, " ".join(str(exc).split())
+    return content_hash, fingerprint(audio, sr).to_bytes(), None
+
+
+@task(name="orient-pair", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def orient_task(path_a: str, path_b: str, offset_s: float) -> bool | None:
+    """True when ``path_a`` is the mix of a fingerprint-discovered pair (None: undecidable)."""
+    try:
+        rate = DEFAULT_PARAMS.sample_rate
+        a, _ = load_audio(path_a, sr=rate, mono=True)
+        b, _ = load_audio(path_b, sr=rate, mono=True)
+        return orient_pair(a, b, rate, offset_s)
+    except Exception:  # an undecidable orientation keeps the fingerprint rule's choice
+        return None
+
+
+@task(name="process-pair", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def process_pair_task(
+    pair_id: int,
+    original: str,
+    instrumental: str,
+    preset_name: str,
+    coarse_offset_s: float | None,
+    segment_skip_s: float,
+    segment_hop_frames: int | None,
+) -> tuple[int, PairResult]:
+    """Align, gain-match and derive the vocals of one pair; data problems come back as reasons."""
+    result = process_pair(
+        original,
+        instrumental,
+        get_preset(preset_name),
+        coarse_offset_s,
+        segment_skip_s=segment_skip_s,
+        segment_hop_frames=segment_hop_frames,
+    )
+    return pair_id, result
+
+
+def _flow_run_id() -> str | None:
+    try:
+        return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    except Exception:  # outside a flow run there is no id to record
+        return None
+
+
+def _duration_reason(
+    a: store.TrackRow, b: store.TrackRow, settings: Settings
+) -> tuple[str, str] | None:
+    longest = max(a.duration_s, b.duration_s)
+    if longest > settings.max_duration_s:
+        return "too_long", f"{longest:.1f} s > {settings.max_duration_s:.0f} s"
+    diff = abs(a.duration_s - b.duration_s)
+    if diff > settings.max_duration_diff_s:
+        return (
+            "duration_mismatch",
+            f"durations differ by {diff:.1f} s > {settings.max_duration_diff_s:.1f} s",
+        )
+    return None
+
+
+def match_stage(
+    catalog: Catalog, tracks: list[store.TrackRow], settings: Settings, run_id: int
+) -> None:
+    """Title matching with duration filters: candidates and rejections into the catalog."""
+    report = match_titles(
+        [TrackRef(t.id, t.artist, t.title, t.version, t.duration_s, t.path) for t in tracks],
+        max_duration_diff_s=settings.max_duration_diff_s,
+        max_duration_s=settings.max_duration_s,
+    )
+    for cand in report.pairs:
+        pair_id = store.upsert_pair(
+            catalog,
+            cand.original_id,
+            cand.instrumental_id,
+            source="title",
+            score=cand.score,
+            run_id=run_id,
+        )
+        if cand.reason:
+            store.reject_pair(catalog, pair_id, cand.reason, cand.detail or "", "match", run_id)
+    for lone in report.unmatched:
+        store.reject_track(catalog, lone.track_id, lone.reason, lone.detail or "", "match", run_id)
+
+
+def fingerprint_stage(
+    catalog: Catalog, tracks: list[store.TrackRow], run_id: int
+) -> dict[int, Fingerprint]:
+    """Fingerprints of every track, computed on the task runner once per content hash."""
+    logger = get_run_logger()
+    todo = store.missing_fingerprints(catalog, {t.content_hash for t in tracks})
+    path_of = {t.content_hash: t.path for t in tracks}
+    futures = [fingerprint_task.submit(path_of[h], h) for h in sorted(todo)]
+    for done, future in enumerate(as_completed(futures), start=1):
+        content_hash, data, error = future.result()
+        if data is None:
+            for t in tracks:
+                if t.content_hash == content_hash:
+                    store.reject_track(
+                        catalog, t.id, "decode_error", error or "", "fingerprint", run_id
+                    )
+            continue
+        fp = Fingerprint.from_bytes(data)
+        store.save_fingerprint(
+            catalog, content_hash, data, fp.params.sample_rate, fp.params.hop, len(fp)
+        )
+        if done % 25 == 0 or done == len(futures):
+            logger.info("fingerprinted %d/%d new recordings", done, len(futures))
+    stored = store.load_fingerprints(catalog, {t.content_hash for t in tracks})
+    decoded = {h: Fingerprint.from_bytes(d) for h, d in stored.items()}
+    return {t.id: decoded[t.content_hash] for t in tracks if t.content_hash in decoded}
+
+
+def verify_stage(
+    catalog: Catalog,
+    tracks: dict[int, store.TrackRow],
+    fps: dict[int, Fingerprint],
+    settings: Settings,
+    run_id: int,
+) -> None:
+    """Duplicates, fingerprint verification of title candidates, and discovery of missed pairs."""
+    logger = get_run_logger()
+    index = FingerprintIndex(fps)
+    duplicates = find_duplicates(
+        index,
+        durations={i: t.duration_s for i, t in tracks.items() if i in fps},
+        content_hashes={i: t.content_hash for i, t in tracks.items() if i in fps},
+    )
+    copy_of = {d.track_id: d.duplicate_of for d in duplicates}
+    for dup in duplicates:
+        store.reject_track(
+            catalog,
+            dup.track_id,
+            "duplicate",
+            f"{tracks[dup.track_id].path}: copy of {tracks[dup.duplicate_of].path} "
+            f"({dup.evidence}, agreement {dup.ratio:.2f})",
+            "fingerprint",
+            run_id,
+        )
+    for pair in store.pairs_with_status(catalog, "candidate"):
+        original, instrumental = pair.original_id, pair.instrumental_id
+        if original not in fps or instrumental not in fps:
+            continue
+        if original in copy_of and copy_of[original] != instrumental:
+            store.reject_pair(
+                catalog,
+                pair.id,
+                "duplicate",
+                f"original is a copy of {tracks[copy_of[original]].path}",
+                "fingerprint",
+                run_id,
+            )
+            continue
+        verdict = verify_pair(fps[original], fps[instrumental])
+        numbers = {
+            "fp_matches": verdict.n_matches,
+            "fp_ratio": verdict.ratio,
+            "offset_s": verdict.offset_s,
+        }
+        if verdict.accepted:
+            store.accept_pair(catalog, pair.id, **numbers)
+        else:
+            detail = (
+                f"{verdict.n_matches} hashes agree, ratio {verdict.ratio:.2f}, "
+                f"coverage {verdict.coverage:.2f}"
+            )
+            store.reject_pair(
+                catalog,
+                pair.id,
+                verdict.reason or "fingerprint_mismatch",
+                detail,
+                "fingerprint",
+                run_id,
+                **numbers,
+            )
+    known = [(p.original_id, p.instrumental_id) for p in store.all_pairs(catalog)]
+    found = [
+        d
+        for d in discover_pairs(index, known=known)
+        if d.original_id not in copy_of and d.instrumental_id not in copy_of
+    ]
+    oriented = [
+        orient_task.submit(tracks[d.original_id].path, tracks[d.instrumental_id].path, d.offset_s)
+        for d in found
+    ]
+    for disc, future in zip(found, oriented, strict=True):
+        original, instrumental, offset = disc.original_id, disc.instrumental_id, disc.offset_s
+        if future.result() is False:
+            original, instrumental, offset = instrumental, original, -offset
+        pair_id = store.upsert_pair(
+            catalog,
+            original,
+            instrumental,
+            source="fingerprint",
+            score=100 * disc.ratio,
+            run_id=run_id,
+        )
+        numbers = {"fp_matches": disc.n_matches, "fp_ratio": disc.ratio, "offset_s": offset}
+        reason = _duration_reason(tracks[original], tracks[instrumental], settings)
+        if reason:
+            store.reject_pair(catalog, pair_id, *reason, "match", run_id, **numbers)
+        elif store.pair_status(catalog, pair_id) == "candidate":
+            store.accept_pair(catalog, pair_id, **numbers)
+    logger.info("fingerprints: %d duplicates, %d pairs discovered", len(duplicates), len(found))
+
+
+def _segments(pair_id: int, artist: str, split: str, result: PairResult) -> list[Segment]:
+    return [
+        Segment(
+            pair_id=pair_id,
+            segment_index=p.segment_index,
+            start_s=p.start_s,
+            artist=artist,
+            split=split,
+            quality=p.quality,
+            mix=p.mix,
+            instrumental=p.instrumental,
+            vocals=p.vocals,
+        )
+        for p in result.segments
+    ]
+
+
+def process_stage(
+    catalog: Catalog,
+    tracks: dict[int, store.TrackRow],
+    settings: Settings,
+    writer: ShardWriter,
+    owner: str,
+    run_id: int,
+) -> list[float]:
+    """Align, gain, derive and shard every accepted pair not yet in the shards."""
+    logger = get_run_logger()
+    done = writer.done_pairs()
+    store.reconcile_mined(catalog, done)
+    pending = [
+        p
+        for p in store.pairs_with_status(catalog, "accepted")
+        if p.id not in done and p.original_id in tracks and p.instrumental_id in tracks
+    ]
+    held = set(claim_pairs(catalog, owner, [p.id for p in pending]))
+    pending = [p for p in pending if p.id in held]
+    logger.info("processing %d accepted pairs (%d already in the shards)", len(pending), len(done))
+    futures = [
+        process_pair_task.submit(
+            p.id,
+            tracks[p.original_id].path,
+            tracks[p.instrumental_id].path,
+            settings.stft_preset,
+            p.offset_s,
+            settings.segment_skip_s,
+            settings.segment_hop_frames,
+        )
+        for p in pending
+    ]
+    qualities: list[float] = []
+    for count, future in enumerate(as_completed(futures), start=1):
+        pair_id, result = future.result()
+        original = tracks[next(p.original_id for p in pending if p.id == pair_id)]
+        align = result.alignment
+        fields: dict[str, Any] = {
+            "sample_rate": result.sample_rate,
+            "offset_samples": align.offset_samples if align else None,
+            "offset_s": align.offset_s if align else None,
+            "polarity": align.polarity if align else None,
+            "gain_db": result.gain.gain_db if result.gain else None,
+        }
+        if not result.ok:
+            store.reject_pair(
+                catalog,
+                pair_id,
+                result.reason or "error",
+                result.detail or "",
+                "process",
+                run_id,
+                **fields,
+            )
+        else:
+            artist = original.artist or ""
+            split = split_for_artist(artist, settings.split_fractions)
+            writer.write_pair(pair_id, _segments(pair_id, artist, split, result))
+            qualities += [p.quality for p in result.segments]
+            store.mark_mined(
+                catalog,
+                pair_id,
+                quality=result.quality,
+                segments=len(result.segments),
+                dataset=settings.dataset,
+                split=split,
+                **fields,
+            )
+        logger.info("pair %d/%d: %s", count, len(futures), result.reason or "mined")
+    return qualities
+
+
+def settings_for(**options: Any) -> Settings:
+    """Settings for a run: the config file and environment, then the flow's non-None options."""
+    config = options.pop("config", None)
+    return get_settings(config, **options)
+
+
+@flow(name="mine", log_prints=True)
+def mine_flow(
+    library: str,
+    data_dir: str | None = None,
+    catalog_url: str | None = None,
+    shard_root: str | None = None,
+    dataset: str | None = None,
+    stft_preset: str | None = None,
+    segment_skip_s: float | None = None,
+    config: str | None = None,
+) -> dict[str, Any]:
+    """Mine ``library`` into shards; safe to re-run and to run twice at once: only new work is done.
+
+    The Dask cluster is the flow's task runner: see :func:`configured_mine_flow`.
+    """
+    logger = get_run_logger()
+    settings = settings_for(
+        config=config,
+        data_dir=data_dir,
+        catalog_url=catalog_url,
+        shard_root=shard_root,
+        dataset=dataset,
+        stft_preset=stft_preset,
+        segment_skip_s=segment_skip_s,
+    )
+    library = str(Path(library).resolve())
+    catalog = open_catalog(settings.catalog_url)
+    owner = new_owner("mine")
+    with exclusive_lock(catalog, f"mine:{settings.shard_root}/{settings.dataset}"):
+        clear_stale_claims(catalog, owner)
+        run_id = store.start_run(catalog, library, _flow_run_id())
+        status = "failed"
+        try:
+            scan = scan_task(library, settings.catalog_url, settings.hash_bytes)
+            logger.info("scan: %s", scan)
+            rows = store.library_tracks(catalog, library)
+            tracks = {t.id: t for t in rows}
+            match_stage(catalog, rows, settings, run_id)
+            fps = fingerprint_stage(catalog, rows, run_id)
+            verify_stage(catalog, tracks, fps, settings, run_id)
+            preset = get_preset(settings.stft_preset)
+            writer = ShardWriter(
+                settings.shard_root, settings.dataset, preset, source_run=str(run_id)
+            )
+            qualities = process_stage(catalog, tracks, settings, writer, owner, run_id)
+            manifest = writer.close()
+            store.reconcile_mined(catalog, writer.done_pairs())
+            status = "completed"
+        finally:
+            release_pairs(catalog, owner)
+            totals = store.counts(catalog)
+            store.finish_run(catalog, run_id, status, totals)
+    totals["scan"] = scan
+    totals["shards"] = manifest.get("counts", {})
+    catalog.dispose()
+    publish_counts("mining-counts", "Mining: tracks, pairs by status, rejections by reason", totals)
+    publish_histogram(
+        "label-quality",
+        qualities,
+        "Label quality of the segments mined in this run",
+        value_range=(0.0, 1.0),
+        xlabel="quality",
+    )
+    return totals
+
+
+def configured_mine_flow(settings: Settings) -> Any:
+    """The mine flow on the Dask cluster the settings name (a LocalCluster when none)."""
+    return mine_flow.with_options(task_runner=task_runner(settings))
+
+
+def mine_command(
+    library: Annotated[Path, typer.Argument(help="library folder to mine")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="settings file")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="catalog, shards, models")] = None,
+    catalog_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the catalog")] = None,
+    shard_root: Annotated[str | None, typer.Option(help="shard root (path or fsspec URL)")] = None,
+    dataset: Annotated[str | None, typer.Option(help="shard dataset name")] = None,
+    dask_address: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (default: a LocalCluster)")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="STFT preset: paper or hq")] = None,
+    segment_skip_s: Annotated[
+        float | None, typer.Option(help="seconds skipped at start and end (0 for short clips)")
+    ] = None,
+) -> None:
+    """Mine LIBRARY: scan, match, fingerprint, verify, align, gain, derive vocals, write shards."""
+    from flows.cli import load_settings, print_counts
+
+    settings = load_settings(
+        config,
+        data_dir=data_dir,
+        catalog_url=catalog_url,
+        shard_root=shard_root,
+        dataset=dataset,
+        dask_address=dask_address,
+        dask_workers=workers,
+        stft_preset=preset,
+        segment_skip_s=segment_skip_s,
+    )
+    if not library.is_dir():
+        raise typer.BadParameter(f"{library}: library folder does not exist", param_hint="LIBRARY")
+    totals = configured_mine_flow(settings)(
+        str(library),
+        data_dir=str(settings.data_dir),
+        catalog_url=settings.catalog_url,
+        shard_root=settings.shard_root,
+        dataset=settings.dataset,
+        stft_preset=settings.stft_preset,
+        segment_skip_s=settings.segment_skip_s,
+        config=str(config) if config else None,
+    )
+    for key in ("tracks", "pairs", "rejections", "shards"):
+        print_counts(f"mining: {key}", totals.get(key, {}))
+
+
+def pairs_command(
+    why: Annotated[str, typer.Option("--why", help="pair id or file path to explain")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="settings file")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="catalog, shards, models")] = None,
+    catalog_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the catalog")] = None,
+) -> None:
+    """Explain every decision about a pair or a file: status, reason code, detail, numbers."""
+    from flows.cli import load_settings
+
+    settings = load_settings(config, data_dir=data_dir, catalog_url=catalog_url)
+    catalog = open_catalog(settings.catalog_url)
+    decisions = store.explain(catalog, why)
+    catalog.dispose()
+    if not decisions:
+        typer.echo(f"{why}: not in the catalog (scan or mine the library first)", err=True)
+        raise typer.Exit(1)
+    for decision in decisions:
+        lines = [f"{k}: {v}" for k, v in decision.items() if v not in (None, [], "")]
+        typer.echo("\n".join(lines) + "\n")

@@ -1,0 +1,320 @@
+"""The mining flow's view of the catalog: runs, tracks to match, pairs, rejections, fingerprints.
+
+Kept apart from the flow so the flow stays a thin composition and every query lives in one place.
+Claims and run locks live in ``storage/locks.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from storage.catalog import Catalog, Fingerprint, MiningRun, Pair, Rejection, Track, utcnow
+
+
+@dataclass(frozen=True)
+class TrackRow:
+    """The track facts matching and processing need, detached from any session."""
+
+    id: int
+    path: str
+    content_hash: str
+    artist: str | None
+    title: str | None
+    version: str | None
+    duration_s: float
+    sample_rate: int
+
+
+def start_run(catalog: Catalog, library_root: str, flow_run_id: str | None) -> int:
+    """Record a new mining run and return its id."""
+    with catalog.session() as session:
+        run = MiningRun(library_root=library_root, flow_run_id=flow_run_id, status="running")
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def finish_run(catalog: Catalog, run_id: int, status: str, counts: dict[str, Any]) -> None:
+    """Close a mining run with its final status and counts."""
+    with catalog.session() as session:
+        run = session.get(MiningRun, run_id)
+        if run is not None:
+            run.status = status
+            run.finished_at = utcnow()
+            run.counts = counts
+
+
+def library_tracks(catalog: Catalog, library_root: str) -> list[TrackRow]:
+    """Readable tracks under ``library_root``."""
+    prefix = str(Path(library_root).resolve()) + os.sep
+    with catalog.session() as session:
+        rows = session.execute(
+            select(Track).where(Track.path.startswith(prefix), Track.status == "ok")
+        ).scalars()
+        return [
+            TrackRow(
+                t.id,
+                t.path,
+                t.content_hash or "",
+                t.artist,
+                t.title,
+                t.version,
+                float(t.duration_s or 0.0),
+                int(t.sample_rate or 0),
+            )
+            for t in rows
+        ]
+
+
+def missing_fingerprints(catalog: Catalog, hashes: set[str]) -> set[str]:
+    """The content hashes that have no stored fingerprint yet."""
+    with catalog.session() as session:
+        have = set(
+            session.execute(
+                select(Fingerprint.content_hash).where(Fingerprint.content_hash.in_(hashes))
+            ).scalars()
+        )
+    return hashes - have
+
+
+def save_fingerprint(
+    catalog: Catalog, content_hash: str, data: bytes, sample_rate: int, hop: int, n_hashes: int
+) -> None:
+    """Store one fingerprint (once per content hash)."""
+    with catalog.session() as session:
+        if session.get(Fingerprint, content_hash) is None:
+            session.add(
+                Fingerprint(
+                    content_hash=content_hash,
+                    data=data,
+                    sample_rate=sample_rate,
+                    hop=hop,
+                    n_hashes=n_hashes,
+                )
+            )
+
+
+def load_fingerprints(catalog: Catalog, hashes: set[str]) -> dict[str, bytes]:
+    """Stored fingerprint bytes by content hash."""
+    with catalog.session() as session:
+        rows = session.execute(
+            select(Fingerprint.content_hash, Fingerprint.data).where(
+                Fingerprint.content_hash.in_(hashes)
+            )
+        ).all()
+    return {h: d for h, d in rows}
+
+
+def upsert_pair(
+    catalog: Catalog,
+    original_id: int,
+    instrumental_id: int,
+    *,
+    source: str,
+    score: float,
+    run_id: int,
+) -> int:
+    """The id of the pair (original, instrumental), created as a candidate when new."""
+    with catalog.session() as session:
+        pair = session.execute(
+            select(Pair).where(
+                Pair.original_id == original_id, Pair.instrumental_id == instrumental_id
+            )
+        ).scalar_one_or_none()
+        if pair is None:
+            pair = Pair(
+                original_id=original_id,
+                instrumental_id=instrumental_id,
+                source=source,
+                score=score,
+                status="candidate",
+                run_id=run_id,
+            )
+            session.add(pair)
+            session.flush()
+        return pair.id
+
+
+def pair_status(catalog: Catalog, pair_id: int) -> str:
+    """Current status of a pair."""
+    with catalog.session() as session:
+        return session.execute(select(Pair.status).where(Pair.id == pair_id)).scalar_one()
+
+
+def reject_pair(
+    catalog: Catalog, pair_id: int, reason: str, detail: str, stage: str, run_id: int, **fields: Any
+) -> None:
+    """Mark a pair rejected and keep why (replacing an older reason for the same pair)."""
+    with catalog.session() as session:
+        pair = session.get(Pair, pair_id)
+        assert pair is not None
+        pair.status, pair.reason, pair.claimed_by = "rejected", reason, None
+        for key, value in fields.items():
+            setattr(pair, key, value)
+        session.execute(
+            Rejection.__table__.delete().where(Rejection.pair_id == pair_id)  # type: ignore[attr-defined]
+        )
+        session.add(
+            Rejection(pair_id=pair_id, reason=reason, detail=detail, stage=stage, run_id=run_id)
+        )
+
+
+def reject_track(
+    catalog: Catalog, track_id: int, reason: str, detail: str, stage: str, run_id: int
+) -> None:
+    """Record why a track takes part in no pair (no counterpart, duplicate, ...), once."""
+    with catalog.session() as session:
+        existing = session.execute(
+            select(Rejection).where(
+                Rejection.track_id == track_id,
+                Rejection.pair_id.is_(None),
+                Rejection.reason == reason,
+            )
+        ).scalar_one_or_none()
+        if existing is None:
+            session.add(
+                Rejection(
+                    track_id=track_id, reason=reason, detail=detail, stage=stage, run_id=run_id
+                )
+            )
+
+
+def accept_pair(catalog: Catalog, pair_id: int, **fields: Any) -> None:
+    """Mark a pair accepted (verified by fingerprints), with what verification measured."""
+    with catalog.session() as session:
+        pair = session.get(Pair, pair_id)
+        assert pair is not None
+        if pair.status in ("candidate", "rejected"):
+            pair.status, pair.reason = "accepted", None
+            session.execute(
+                Rejection.__table__.delete().where(Rejection.pair_id == pair_id)  # type: ignore[attr-defined]
+            )
+        for key, value in fields.items():
+            setattr(pair, key, value)
+
+
+def mark_mined(catalog: Catalog, pair_id: int, **fields: Any) -> None:
+    """A pair whose segments are in the shards."""
+    with catalog.session() as session:
+        pair = session.get(Pair, pair_id)
+        assert pair is not None
+        pair.status, pair.reason, pair.claimed_by = "mined", None, None
+        for key, value in fields.items():
+            setattr(pair, key, value)
+
+
+def pairs_with_status(catalog: Catalog, status: str) -> list[Pair]:
+    """Pairs in one status, detached."""
+    with catalog.session() as session:
+        return list(session.execute(select(Pair).where(Pair.status == status)).scalars())
+
+
+def all_pairs(catalog: Catalog) -> list[Pair]:
+    """Every pair of the catalog, detached."""
+    with catalog.session() as session:
+        return list(session.execute(select(Pair)).scalars())
+
+
+def reconcile_mined(catalog: Catalog, done: set[int]) -> None:
+    """Make pair statuses agree with the shard manifest, the source of truth for "mined".
+
+    A run killed between writing shards and updating the catalog (or the reverse) leaves them
+    apart; this puts accepted pairs the manifest lists to ``mined`` and mined pairs it does not
+    list back to ``accepted``, so the next run redoes exactly those.
+    """
+    with catalog.session() as session:
+        for pair in session.execute(
+            select(Pair).where(Pair.status.in_(("accepted", "mined")))
+        ).scalars():
+            if pair.status == "accepted" and pair.id in done:
+                pair.status = "mined"
+            elif pair.status == "mined" and pair.id not in done:
+                pair.status = "accepted"
+
+
+def counts(catalog: Catalog) -> dict[str, Any]:
+    """Pairs by status and rejections by reason, over the whole catalog."""
+    with catalog.session() as session:
+        by_status = dict(
+            session.execute(select(Pair.status, func.count(Pair.id)).group_by(Pair.status)).all()
+        )
+        by_reason = Counter(
+            dict(
+                session.execute(
+                    select(Rejection.reason, func.count(Rejection.id)).group_by(Rejection.reason)
+                ).all()
+            )
+        )
+        tracks = dict(
+            session.execute(select(Track.status, func.count(Track.id)).group_by(Track.status)).all()
+        )
+    return {"tracks": tracks, "pairs": by_status, "rejections": dict(by_reason)}
+
+
+def explain(catalog: Catalog, query: str) -> list[dict[str, Any]]:
+    """Every decision about a pair id or a file path: status, reason, detail, numbers."""
+    with catalog.session() as session:
+        tracks: list[Track] = []
+        pairs: list[Pair] = []
+        if query.isdigit():
+            pair = session.get(Pair, int(query))
+            pairs = [pair] if pair else []
+        else:
+            path = str(Path(query).resolve())
+            tracks = list(
+                session.execute(select(Track).where(Track.path == path)).scalars()
+            ) or list(session.execute(select(Track).where(Track.path.endswith(query))).scalars())
+            ids = [t.id for t in tracks]
+            pairs = list(
+                session.execute(
+                    select(Pair).where(
+                        or_(Pair.original_id.in_(ids), Pair.instrumental_id.in_(ids))
+                    )
+                ).scalars()
+            )
+        out: list[dict[str, Any]] = []
+        for track in tracks:
+            rejections = session.execute(
+                select(Rejection).where(Rejection.track_id == track.id)
+            ).scalars()
+            out.append(
+                {
+                    "track": track.path,
+                    "status": track.status,
+                    "reason": track.error_reason,
+                    "detail": track.error_detail,
+                    "rejections": [(r.reason, r.detail) for r in rejections],
+                }
+            )
+        for pair in pairs:
+            original = session.get(Track, pair.original_id)
+            instrumental = session.get(Track, pair.instrumental_id)
+            rejection = session.execute(
+                select(Rejection).where(Rejection.pair_id == pair.id)
+            ).scalar_one_or_none()
+            out.append(
+                {
+                    "pair": pair.id,
+                    "original": original.path if original else None,
+                    "instrumental": instrumental.path if instrumental else None,
+                    "source": pair.source,
+                    "score": pair.score,
+                    "status": pair.status,
+                    "reason": pair.reason,
+                    "detail": rejection.detail if rejection else None,
+                    "stage": rejection.stage if rejection else None,
+                    "offset_s": pair.offset_s,
+                    "gain_db": pair.gain_db,
+                    "fp_ratio": pair.fp_ratio,
+                    "quality": pair.quality,
+                    "segments": pair.segments,
+                    "split": pair.split,
+                }
+            )
+    return out
