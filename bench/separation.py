@@ -11,8 +11,9 @@ What it measures (``python bench/separation.py --help`` for the knobs):
    nothing can be downloaded. HT-Demucs is timed on the first ``--demucs-seconds`` of the song
    (its cost is linear in length); the factor is seconds of audio per second of wall time.
    The host's load average is recorded: the 2 cores are shared, so absolute numbers move with it.
-2. **Peak memory** (max RSS of a fresh subprocess separating a file with the paper preset) for
-   a 10-minute and a 60-minute input: streaming keeps it flat.
+2. **Peak memory** (``VmHWM``, the peak resident set of a fresh subprocess separating a WAV file
+   with the paper preset; ``ru_maxrss`` would inherit the parent's peak across ``exec``) for a
+   10-minute and a 60-minute input: streaming keeps it flat.
 3. **Scores on MUSDB18-7 test** (museval v4, 1 s frames, median over frames then tracks; 16-bit
    PCM decoding): MIX and IRM1 beside the reference numbers of shared/data/README.md (the
    pipeline check), and the registry's current model (else a freshly initialised one, labelled
@@ -203,7 +204,8 @@ def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         if "rtf" in rows.get(name, {}):
             rows[name]["paper_speedup"] = paper / rows[name]["rtf"]
     table = Table(
-        title=f"End-to-end real-time factor, {duration:.0f} s song, {os.cpu_count()} cores"
+        title=f"End-to-end real-time factor, {duration:.0f} s song, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads"
     )
     for column in (
         "system",
@@ -233,7 +235,7 @@ def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 import torch
 from separation.separate import Separator
@@ -242,8 +244,9 @@ torch.manual_seed(0)
 separator = Separator(build_model("unet", "paper"))
 start = time.perf_counter()
 separator.separate_file({song!r}, {out!r}, overwrite=True)
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 print(json.dumps({{"wall_s": time.perf_counter() - start,
-                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "max_rss_mb": int(status["VmHWM"].split()[0]) / 1024}}))
 """
 
 
@@ -380,11 +383,13 @@ def main() -> None:
     parser.add_argument("--memory-minutes", type=int, nargs="*", default=[10, 60])
     parser.add_argument("--eval-tracks", type=int, default=50)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-competitors", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-scores", action="store_true")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["host"] = {
@@ -396,7 +401,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vocalmine-bench-") as tmp:
         work = Path(tmp)
         if not args.skip_speed:
-            results["speed"] = speed(args, work)
+            results[f"speed_threads{args.threads}"] = speed(args, work)
             save(results)
         if not args.skip_memory:
             results["memory"] = memory(args, work)

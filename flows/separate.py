@@ -101,8 +101,7 @@ def separate_command(
 ) -> None:
     """Separate songs into vocals and accompaniment: OUTPUT/<song>/<stem>.<format>.
 
-    Any length (streamed in overlapping blocks), any rate and channel count; stems keep the
-    input's rate, channels, exact length and full bandwidth, and sum to the input.
+    Stems keep the input's rate, channels, exact length and full bandwidth, and sum to it.
     """
     wanted = parse_stems(stems)
     try:
