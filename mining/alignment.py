@@ -159,15 +159,20 @@ def _search(
     return lo + k, float(ncc[k])
 
 
-def _ncc_at(mix_w: np.ndarray, instr_w: np.ndarray, lag: int, chunk: int = 1 << 20) -> float:
-    """Signed normalised correlation of the whole overlap at one lag (float64, in chunks)."""
+def _ncc_at(mix_w: np.ndarray, instr_w: np.ndarray, lag: int, chunk: int = 1 << 16) -> float:
+    """Signed normalised correlation of the whole overlap at one lag.
+
+    float32 dot products over short chunks, summed in float64: exact enough to rank adjacent
+    lags, without float64 copies of a whole song.
+    """
     a, b = max(0, -lag), min(len(instr_w), len(mix_w) - lag)
     xy = xx = yy = 0.0
     for start in range(a, b, chunk):
         stop = min(b, start + chunk)
-        x = mix_w[start + lag : stop + lag].astype(np.float64)
-        y = instr_w[start:stop].astype(np.float64)
-        xy, xx, yy = xy + np.dot(x, y), xx + np.dot(x, x), yy + np.dot(y, y)
+        x, y = mix_w[start + lag : stop + lag], instr_w[start:stop]
+        xy += float(np.dot(x, y))
+        xx += float(np.dot(x, x))
+        yy += float(np.dot(y, y))
     denom = np.sqrt(xx * yy)
     return float(xy / denom) if denom > 0 else 0.0
 
@@ -181,7 +186,7 @@ def _excerpt_starts(instr_w: np.ndarray, a: int, b: int, width: int) -> tuple[in
     step = max(width // 4, 1)
     n_blocks = (b - a) // step
     blocks = instr_w[a : a + n_blocks * step].reshape(n_blocks, step)
-    block_energy = np.square(blocks, dtype=np.float64).sum(axis=1)
+    block_energy = np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64)
     window_energy = np.convolve(block_energy, np.ones(max(width // step, 1)), mode="valid")
     loud = np.flatnonzero(window_energy >= 0.25 * window_energy.mean())
     if len(loud) == 0:

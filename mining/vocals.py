@@ -87,6 +87,11 @@ def to_preset(audio: np.ndarray, sr: int, preset: STFTPreset) -> np.ndarray:
     return np.ascontiguousarray(to_preset_channels(resample(x, sr, preset.sample_rate), preset))
 
 
+def _frame_energy(mag: np.ndarray) -> np.ndarray:
+    """``Σ mag²`` over channels and bins per frame, accumulated in float64."""
+    return np.einsum("cbf,cbf->f", mag, mag, dtype=np.float64)
+
+
 def derive(mix: np.ndarray, instr: np.ndarray, sr: int, preset: STFTPreset) -> Derived:
     """Half-wave vocal magnitudes of ``mix`` minus the aligned, gain-matched ``instr``.
 
@@ -97,10 +102,13 @@ def derive(mix: np.ndarray, instr: np.ndarray, sr: int, preset: STFTPreset) -> D
     instr_mag = magnitude(to_preset(instr, sr, preset), preset)
     vocals = mix_mag - instr_mag
     energy = np.empty((3, mix_mag.shape[-1]), dtype=np.float64)
-    energy[0] = np.square(mix_mag, dtype=np.float64).sum(axis=(0, 1))
-    energy[2] = np.square(np.minimum(vocals, 0.0), dtype=np.float64).sum(axis=(0, 1))
+    # Per-frame sums of squares without temporaries; the negative part's energy is the total
+    # squared difference minus the positive part's (the two parts are disjoint).
+    energy[0] = _frame_energy(mix_mag)
+    total = _frame_energy(vocals)
     np.maximum(vocals, 0.0, out=vocals)
-    energy[1] = np.square(vocals, dtype=np.float64).sum(axis=(0, 1))
+    energy[1] = _frame_energy(vocals)
+    energy[2] = np.maximum(total - energy[1], 0.0)
     return Derived(mix_mag, instr_mag, vocals, energy)
 
 
