@@ -12,13 +12,16 @@ full rate is slow and one global peak cannot tell a clean pair from a different 
 2. **Start and end.** Two excerpts of the instrumental (up to ``excerpt_s`` long, one early and
    one late, skipping near-silent windows) are each correlated at full rate against the mix
    within ``±search_s`` of the coarse offset. Each gives an offset and a normalised peak.
-3. **Decision.** The excerpts disagree by more than ``drift_tolerance`` samples, or only one of
-   them finds the instrumental → ``drift`` (a different edit or a cut). Both peaks weak: a
-   tempo or speed change also destroys waveform correlation, so the same test runs on onset
-   envelopes (log-mel spectral flux at 100 frames/s, which survive a small tempo change): both
-   ends match at offsets more than ``env_drift_frames`` apart → ``drift``, else ``misaligned``.
+3. **Decision.** ``drift`` (a different edit, a cut, a tempo or speed change) when the
+   excerpts disagree by more than ``drift_tolerance`` samples, or only one of them finds the
+   instrumental, or the onset envelopes of the two excerpts (log-mel spectral flux at 100
+   frames/s) line up at offsets more than ``env_drift_frames`` apart. Envelopes ignore phase:
+   they still match after a tempo change has made the waveforms incoherent, and they show the
+   timing error that a phase vocoder hides behind partly coherent waveforms. Both waveform
+   peaks weak and no envelope drift → ``misaligned``.
 4. **Final offset.** The normalised correlation over the whole overlap, evaluated directly at the
-   few lags the excerpts allow, picks the offset and its sign gives the polarity.
+   few lags the excerpts allow, picks the offset (below ``min_overall_confidence`` →
+   ``misaligned``) and its sign gives the polarity.
 
 Correlations run on first-differenced signals (a cheap pre-whitening filter): music is dominated
 by low frequencies, whose broad correlation peak lets vocals and codec noise move the maximum by

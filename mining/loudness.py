@@ -14,8 +14,8 @@ Two steps, as the design asks:
    dominate (large residual) count little and the bins the instrumental explains decide ``g``.
    Since the residual's phase is uniform relative to the instrumental's, the fit is unbiased.
 
-The gain that matters most for label quality (≈ 0.4–0.7 dB of vocal SDR per dB of gain error,
-see DESIGN.md); the benchmark in ``bench/derivation.py`` measures it on MIR-1K.
+The gain is what matters most for label quality (≈ 0.4–0.7 dB of vocal SDR per dB of gain
+error, see DESIGN.md); ``bench/derivation.py`` measures both on MIR-1K.
 """
 
 from __future__ import annotations
