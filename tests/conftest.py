@@ -13,6 +13,11 @@ _PREFECT_HOME = tempfile.mkdtemp(prefix="vocalmine-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# Two cores, several processes (Dask workers, DDP ranks): one BLAS/torch thread each avoids a
+# tenfold slowdown from oversubscription.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.pop("PREFECT_API_URL", None)
 for _name in [k for k in os.environ if k.startswith("VOCALMINE_")]:
     os.environ.pop(_name)
