@@ -1,0 +1,220 @@
+"""Landmark fingerprints on real audio: a true (mix, instrumental) pair is found at the right
+offset through codec, gain, offset and resampling; other songs, remixes and copies are not pairs.
+
+MIR-1K clips: left channel = karaoke accompaniment (the instrumental), right = singing, mix = L + R.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mining.audio import load_audio, resample
+from mining.fingerprint import (
+    DEFAULT_PARAMS,
+    Fingerprint,
+    FingerprintIndex,
+    discover_pairs,
+    find_duplicates,
+    fingerprint,
+    match,
+    orient_pair,
+    verify_pair,
+)
+from tests.mir1k_pairs import LAME_DELAY, mp3_round_trip
+
+MIR1K = Path(__file__).parents[1] / ".." / "shared" / "data" / "mir1k"
+FRAME_S = DEFAULT_PARAMS.frame_s
+
+
+def _clip(name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(mix, instrumental, rate) of one MIR-1K clip; skips when the shared data is absent."""
+    if not MIR1K.is_dir():
+        pytest.skip(f"MIR-1K clips not found at {MIR1K.resolve()}")
+    audio, sr = load_audio(MIR1K / f"{name}.flac")
+    return audio[0] + audio[1], audio[0], sr
+
+
+def _library_copy(
+    audio: np.ndarray, sr: int, *, offset_s: float, gain_db: float, rate: int
+) -> tuple[np.ndarray, int, float]:
+    """``audio`` as a library would hold it: offset (cut or padded), gain, resampled, MP3
+    128 kbit/s. Returns the decoded copy, its rate, and where its start lies in ``audio`` (s)."""
+    shift = int(round(abs(offset_s) * sr))
+    padding = np.zeros(shift, np.float32)
+    moved = audio[shift:] if offset_s >= 0 else np.concatenate([padding, audio])
+    moved = resample(moved * 10 ** (gain_db / 20), sr, rate)
+    decoded = mp3_round_trip(moved, rate, bitrate_kbps=128)[0]
+    return decoded, rate, offset_s - LAME_DELAY / rate
+
+
+@pytest.mark.parametrize(
+    ("name", "offset_s", "gain_db", "rate"),
+    [
+        ("amy_10_01", 1.3, -6.0, 44100),
+        ("geniusturtle_6_05", -0.8, 6.0, 48000),
+        ("leon_2_11", 0.0, 0.0, 44100),
+        ("yifen_4_08", 2.0, -3.0, 48000),
+    ],
+)
+def test_true_pair_is_accepted_at_the_right_offset_through_codec_gain_offset_and_resampling(
+    name: str, offset_s: float, gain_db: float, rate: int
+) -> None:
+    mix, instrumental, sr = _clip(name)
+    copy, copy_sr, true_offset = _library_copy(
+        instrumental, sr, offset_s=offset_s, gain_db=gain_db, rate=rate
+    )
+    verdict = verify_pair(fingerprint(mix, sr), fingerprint(copy, copy_sr))
+    assert verdict.accepted, verdict
+    assert verdict.reason is None
+    assert abs(verdict.offset_s - true_offset) <= FRAME_S
+    assert 0.0 < verdict.ratio < 1.0
+
+
+def test_the_instrumental_of_another_song_is_a_fingerprint_mismatch() -> None:
+    mix, _, sr = _clip("amy_10_01")
+    _, other, _ = _clip("jmzen_5_07")
+    verdict = verify_pair(fingerprint(mix, sr), fingerprint(other, sr))
+    assert not verdict.accepted
+    assert verdict.reason == "fingerprint_mismatch"
+
+
+def test_another_clip_of_the_same_song_is_a_fingerprint_mismatch() -> None:
+    mix, _, sr = _clip("amy_10_01")
+    _, sibling, _ = _clip("amy_10_03")
+    assert verify_pair(fingerprint(mix, sr), fingerprint(sibling, sr)).reason == (
+        "fingerprint_mismatch"
+    )
+
+
+@pytest.mark.parametrize("rate", [1.03, 1 / 1.05])
+def test_a_time_stretched_accompaniment_is_a_remix_not_a_pair(rate: float) -> None:
+    mix, instrumental, sr = _clip("geniusturtle_6_05")
+    stretched = librosa.effects.time_stretch(instrumental, rate=rate)
+    verdict = verify_pair(fingerprint(mix, sr), fingerprint(stretched, sr))
+    assert verdict.reason == "fingerprint_mismatch", verdict
+
+
+def test_a_pitch_shifted_accompaniment_is_a_remix_not_a_pair() -> None:
+    mix, instrumental, sr = _clip("amy_16_04")
+    shifted = librosa.effects.pitch_shift(instrumental, sr=sr, n_steps=1.0)
+    assert verify_pair(fingerprint(mix, sr), fingerprint(shifted, sr)).reason == (
+        "fingerprint_mismatch"
+    )
+
+
+def test_the_mix_against_itself_is_same_audio() -> None:
+    mix, _, sr = _clip("leon_7_08")
+    verdict = verify_pair(fingerprint(mix, sr), fingerprint(mix, sr))
+    assert verdict.reason == "same_audio"
+    assert verdict.ratio == 1.0
+    assert verdict.offset_s == 0.0
+
+
+def test_the_mix_against_its_re_encode_is_same_audio() -> None:
+    mix, _, sr = _clip("leon_7_08")
+    copy, copy_sr, true_offset = _library_copy(mix, sr, offset_s=0.4, gain_db=-4.0, rate=44100)
+    verdict = verify_pair(fingerprint(mix, sr), fingerprint(copy, copy_sr))
+    assert verdict.reason == "same_audio", verdict
+    assert abs(verdict.offset_s - true_offset) <= FRAME_S
+
+
+def test_fingerprints_round_trip_through_bytes() -> None:
+    mix, _, sr = _clip("amy_13_04")
+    fp = fingerprint(mix, sr)
+    back = Fingerprint.from_bytes(fp.to_bytes())
+    assert np.array_equal(back.hashes, fp.hashes)
+    assert np.array_equal(back.times, fp.times)
+    assert back.hashes.dtype == np.uint32
+    assert back.times.dtype == np.int32
+    assert back.params == fp.params
+    assert back.n_frames == fp.n_frames
+    assert back.frame_s == fp.frame_s
+    assert match(back, fp).ratio == 1.0
+
+
+def test_corrupt_bytes_and_foreign_parameters_are_refused() -> None:
+    mix, _, sr = _clip("amy_13_04")
+    with pytest.raises(ValueError, match="not a fingerprint archive"):
+        Fingerprint.from_bytes(b"not an npz")
+    other = dataclasses.replace(DEFAULT_PARAMS, fan_out=3)
+    with pytest.raises(ValueError, match="different parameters"):
+        match(fingerprint(mix, sr), fingerprint(mix, sr, other))
+
+
+def test_silence_has_no_hashes_and_matches_nothing() -> None:
+    silent = fingerprint(np.zeros(16000 * 3, np.float32), 16000)
+    assert len(silent) == 0
+    mix, _, sr = _clip("amy_13_04")
+    verdict = verify_pair(fingerprint(mix, sr), silent)
+    assert verdict.reason == "fingerprint_mismatch"
+    assert verdict.n_matches == 0
+
+
+@settings(max_examples=8, deadline=None)
+@given(gain_db=st.floats(-30.0, 12.0), channels=st.sampled_from([1, 2]))
+def test_fingerprints_ignore_gain_and_channel_layout(gain_db: float, channels: int) -> None:
+    mix, _, sr = _clip("yifen_1_01")
+    reference = fingerprint(mix, sr)
+    scaled = mix * np.float32(10 ** (gain_db / 20))
+    audio = np.stack([scaled] * channels) if channels == 2 else scaled
+    assert match(fingerprint(audio, sr), reference).ratio >= 0.98
+
+
+def test_orient_pair_tells_the_mix_from_the_instrumental_at_equal_loudness() -> None:
+    mix, instrumental, sr = _clip("amy_10_01")
+    copy, copy_sr, true_offset = _library_copy(instrumental, sr, offset_s=0.5, gain_db=0, rate=sr)
+    mix_eq = mix / np.sqrt(np.mean(mix**2))
+    copy_eq = copy / np.sqrt(np.mean(copy**2))
+    assert orient_pair(mix_eq, copy_eq, sr, true_offset)
+    assert not orient_pair(copy_eq, mix_eq, sr, -true_offset)
+
+
+def _library() -> tuple[dict[int, Fingerprint], dict[int, np.ndarray], int]:
+    """A small library: 1 = mix A, 2 = A's instrumental under an odd name (MP3, offset), 3 = mix
+    B, 4 = B's instrumental (already paired by title), 5 = mix C, 6 = a re-encode of mix C,
+    7 = another song's accompaniment, alone."""
+    mix_a, inst_a, sr = _clip("amy_10_01")
+    mix_b, inst_b, _ = _clip("leon_2_11")
+    mix_c, _, _ = _clip("geniusturtle_6_05")
+    _, inst_d, _ = _clip("jmzen_5_07")
+    copy_a, _, _ = _library_copy(inst_a, sr, offset_s=0.7, gain_db=-2, rate=sr)
+    copy_c, _, _ = _library_copy(mix_c, sr, offset_s=0.0, gain_db=-1, rate=sr)
+    audio = {1: mix_a, 2: copy_a, 3: mix_b, 4: inst_b, 5: mix_c, 6: copy_c, 7: inst_d}
+    return {k: fingerprint(v, sr) for k, v in audio.items()}, audio, sr
+
+
+def test_discovery_finds_an_untitled_instrumental_and_orients_it() -> None:
+    fps, audio, sr = _library()
+    index = FingerprintIndex(fps)
+    found = discover_pairs(
+        index,
+        known=[(3, 4)],
+        orient=lambda a, b, offset: orient_pair(audio[a], audio[b], sr, offset),
+    )
+    assert [(p.original_id, p.instrumental_id) for p in found] == [(1, 2)]
+    pair = found[0]
+    assert pair.oriented_by == "audio"
+    assert pair.source == "fingerprint"
+    assert abs(pair.offset_s - (0.7 - LAME_DELAY / sr)) <= FRAME_S
+    unoriented = discover_pairs(index, known=[(4, 3)])
+    assert [(p.original_id, p.instrumental_id, p.oriented_by) for p in unoriented] == [
+        (1, 2, "unknown")
+    ]
+    by_energy = discover_pairs(index, known=[(3, 4)], energy={1: 0.5, 2: 0.9})
+    assert [(p.original_id, p.instrumental_id) for p in by_energy] == [(2, 1)]
+
+
+def test_duplicates_are_found_by_fingerprint_and_by_content_hash() -> None:
+    fps, _, _ = _library()
+    index = FingerprintIndex(fps)
+    found = find_duplicates(index, content_hashes={3: "abc", 4: "def", 7: "abc"})
+    by_track = {d.track_id: (d.duplicate_of, d.evidence) for d in found}
+    assert by_track == {6: (5, "fingerprint"), 7: (3, "content_hash")}
+    assert all(d.ratio >= 0.65 for d in found)
