@@ -1,8 +1,9 @@
 """Landmark audio fingerprints (Wang 2003, as popularised by Dejavu), vectorised with numpy/scipy.
 
 Why hand-written: the PyPI release of ``dejavu`` (PyDejavu 0.1.x) is Python-2 only and stores
-fingerprints in MySQL; the scheme itself is short. Every step below is array code: no Python loop
-runs over peaks, hashes or frames.
+fingerprints in MySQL; the scheme itself is short. Every step below is array code: the only Python
+loops step through neighbour distances (a few dozen iterations at most), never over peaks, hashes
+or frames.
 
 Scheme
 ------
@@ -10,7 +11,8 @@ Scheme
 2. Magnitude STFT (Hann window, ``n_fft``/``hop``).
 3. Spectral peaks: cells that equal the maximum of their time × frequency neighbourhood
    (:func:`scipy.ndimage.maximum_filter`), louder than ``floor_db`` below the loudest cell
-   (relative, so gain does not matter), at most ``peaks_per_second`` per second (the loudest win).
+   (relative, so gain does not matter), and among the ``peaks_per_second`` loudest within ±0.5 s
+   (a sliding window, so where the file starts does not matter).
 4. Landmarks: each anchor peak ``(t1, f1)`` is paired with the next ``fan_out`` peaks ``(t2, f2)``
    in its target zone ``1 <= t2 - t1 <= max_dt``, ``|f2 - f1| <= max_df``; the hash packs
    ``(f1, f2 - f1, t2 - t1)`` into 24 bits of a ``uint32`` and keeps the anchor time ``t1``.
@@ -257,6 +259,8 @@ def fingerprint(
         raise ValueError(f"fingerprint: audio must be 1-D or (channels, samples), got {data.shape}")
     if sr <= 0:
         raise ValueError(f"fingerprint: sample rate must be positive, got {sr}")
+    if not np.all(np.isfinite(data)):
+        raise ValueError("fingerprint: audio holds NaN or infinite samples")
     mono = np.ascontiguousarray(resample(data, int(sr), params.sample_rate), dtype=np.float32)
     spec = _spectrogram(mono, params)
     t, f = _peaks(spec, params)
@@ -520,9 +524,8 @@ class FingerprintIndex:
         _check_compatible(fp, next(iter(self.fingerprints.values()), fp))
         empty = IndexHits(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0))
         qi, ri = _expand(self.hashes, fp.hashes, self.max_postings, dt_tolerance)
-        if exclude is not None and qi.size:
-            own = int(np.searchsorted(self.track_ids, exclude))
-            keep = self.owner[ri] != own
+        if exclude is not None and qi.size and exclude in self.fingerprints:
+            keep = self.owner[ri] != int(np.searchsorted(self.track_ids, exclude))
             qi, ri = qi[keep], ri[keep]
         if qi.size == 0:
             return empty
@@ -581,7 +584,7 @@ def _candidates(index: FingerprintIndex, min_matches: int) -> set[tuple[int, int
     ``min_matches`` votes for one offset in the other: the only pairs worth an exact match."""
     pairs: set[tuple[int, int]] = set()
     for track_id, fp in index.fingerprints.items():
-        hits = index.query(fp, exclude=track_id)
+        hits = index.query(fp, exclude=track_id, dt_tolerance=0)  # exact Δt: votes enough
         for other in hits.track_ids[hits.n_matches >= min_matches].tolist():
             pairs.add((min(track_id, other), max(track_id, other)))
     return pairs

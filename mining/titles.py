@@ -92,7 +92,7 @@ def normalize_text(text: str | None) -> str:
 #: Instrumental markers: canonical name → pattern found anywhere in a bracket/dash segment.
 _INSTRUMENTAL = {
     "instrumental": r"instrumental(?:e|es|i|version|versie|fassung|mix)?|instru|instrumentl",
-    "karaoke": r"karaoke|karaoke?version|カラオケ",
+    "karaoke": r"karaoke(?:version)?|カラオケ",
     "backing track": r"backing ?tracks?|backingtrack",
     "off vocal": r"off ?vocals?|オフホーカル|オフ ホーカル",
     "no vocals": (
@@ -192,9 +192,10 @@ _BRACKETS = str.maketrans(
         "―": "-",
         "‐": "-",
         "−": "-",
-        "~": "-",
+        "〜": "~",
     }
 )
+_TILDE_PAIR = re.compile(r"~([^~()\[\]{}]+)~")
 _SEGMENT = re.compile(r"\(([^()\[\]{}]*)\)|\[([^()\[\]{}]*)\]|\{([^()\[\]{}]*)\}")
 _DASH_SPLIT = re.compile(r"\s+-+\s+|\s+-+$")
 _RAW_FEAT = re.compile(r"\s(?:feat\.?|featuring|ft\.)\s+(?P<who>\S.*)$", re.IGNORECASE)
@@ -296,6 +297,7 @@ def _strip_segments(title: str, found: _Found) -> str:
     """Remove classified bracket and dash segments (innermost brackets first) from raw text."""
     # NUL marks kept segments below, so none may come from the input.
     text = unicodedata.normalize("NFKC", title).translate(_BRACKETS).replace("\x00", " ")
+    text = _TILDE_PAIR.sub(r"(\1)", text)  # "曲 ～off vocal～": a tilde pair is a bracket
     kept: list[str] = []
 
     def replace(match: re.Match[str]) -> str:

@@ -64,6 +64,8 @@ def test_normalize_text_folds_case_accents_and_punctuation(raw: str, folded: str
         ("歌 【カラオケ】", "karaoke"),
         ("歌 (オフボーカル)", "off vocal"),
         ("歌 (伴奏)", "accompaniment"),
+        ("歌 ～オフボーカル～", "off vocal"),
+        ("Song ~Instrumental~", "instrumental"),
         ("Song — Instrumental", "instrumental"),
     ],
 )
@@ -220,6 +222,8 @@ _MARKERS = [
     ")",
     " - ",
     "\x00",
+    " ~",
+    "～",
     "",
 ]
 _titles = st.builds(
