@@ -162,9 +162,19 @@ def match_stage(
 def fingerprint_stage(
     catalog: Catalog, tracks: list[store.TrackRow], run_id: int
 ) -> dict[int, Fingerprint]:
-    """Fingerprints of every track, computed on the task runner once per content hash."""
+    """Fingerprints of every track, computed on the task runner once per content hash.
+
+    A stored fingerprint made with other parameters (an older release) is recomputed.
+    """
     logger = get_run_logger()
-    todo = store.missing_fingerprints(catalog, {t.content_hash for t in tracks})
+    hashes = {t.content_hash for t in tracks}
+    stale = {
+        h
+        for h, data in store.load_fingerprints(catalog, hashes).items()
+        if Fingerprint.from_bytes(data).params != DEFAULT_PARAMS
+    }
+    store.delete_fingerprints(catalog, stale)
+    todo = store.missing_fingerprints(catalog, hashes)
     path_of = {t.content_hash: t.path for t in tracks}
     futures = [fingerprint_task.submit(path_of[h], h) for h in sorted(todo)]
     for done, future in enumerate(as_completed(futures), start=1):
@@ -182,7 +192,7 @@ def fingerprint_stage(
         )
         if done % 25 == 0 or done == len(futures):
             logger.info("fingerprinted %d/%d new recordings", done, len(futures))
-    stored = store.load_fingerprints(catalog, {t.content_hash for t in tracks})
+    stored = store.load_fingerprints(catalog, hashes)
     decoded = {h: Fingerprint.from_bytes(d) for h, d in stored.items()}
     return {t.id: decoded[t.content_hash] for t in tracks if t.content_hash in decoded}
 

@@ -111,6 +111,15 @@ def load_fingerprints(catalog: Catalog, hashes: set[str]) -> dict[str, bytes]:
     return {h: d for h, d in rows}
 
 
+def delete_fingerprints(catalog: Catalog, hashes: set[str]) -> None:
+    """Forget stored fingerprints (made with outdated parameters) so they are recomputed."""
+    if hashes:
+        with catalog.session() as session:
+            session.execute(
+                Fingerprint.__table__.delete().where(Fingerprint.content_hash.in_(hashes))  # type: ignore[attr-defined]
+            )
+
+
 def upsert_pair(
     catalog: Catalog,
     original_id: int,
