@@ -135,7 +135,7 @@ def histogram_markdown(
     value_range: tuple[float, float] | None = None,
     xlabel: str = "value",
 ) -> str:
-    """A histogram plot plus its bin counts, as markdown."""
+    """A histogram plot plus the counts of its non-empty bins, as markdown."""
     data = np.asarray(values, dtype=float)
     data = data[np.isfinite(data)]
     if data.size == 0:
@@ -146,6 +146,7 @@ def histogram_markdown(
     rows = [
         (f"{lo:.3g} – {hi:.3g}", int(n))
         for lo, hi, n in zip(edges[:-1], edges[1:], counts, strict=True)
+        if n
     ]
     summary = (
         f"{data.size} values, median {np.median(data):.3g}, "

@@ -36,11 +36,14 @@ def api_url(host: str, port: int) -> str:
     return f"http://{reachable}:{port}/api"
 
 
-def server_environment(database_url: str | None = None) -> dict[str, str]:
-    """The server's environment: ours, analytics off, the chosen database, no client API URL."""
+def server_environment(host: str, port: int, database_url: str | None = None) -> dict[str, str]:
+    """The server's environment: ours, analytics off, the chosen database, and the API URL the
+    UI's browser code calls (``PREFECT_UI_API_URL``, kept when already set, e.g. behind a proxy).
+    """
     env = dict(os.environ)
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     env.pop("PREFECT_API_URL", None)
+    env.setdefault("PREFECT_UI_API_URL", api_url(host, port))
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     return env
@@ -67,7 +70,7 @@ def start_server(
     ]
     return subprocess.Popen(
         command,
-        env=server_environment(database_url),
+        env=server_environment(host, port, database_url),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT if log is not None else None,
