@@ -1,0 +1,862 @@
+"""Build a realistic test music library with known ground truth, from real or synthetic songs.
+
+Why hand-written: mining needs a library that looks like a real collection (tags, folders, mixed
+codecs and rates, offsets, gains, title variants, decoys) *and* an exact answer key, so that pair
+precision/recall, alignment error and gain error can be measured. No library does that.
+
+Sources (each yields songs as vocals + accompaniment stems and the original mix):
+
+* ``mir1k``: MIR-1K clips grouped by ``<singer>_<song>`` and joined in clip order; mix = L + R,
+  accompaniment = L, vocals = R; 16 kHz mono (files stay 16 kHz or are upsampled).
+* ``musdb``: MUSDB18-7 ``*.stem.mp4`` previews; original = the mixture stream, accompaniment =
+  drums + bass + other, vocals = the vocals stream; 44.1 kHz stereo.
+* ``synthetic``: :func:`mining.synth.synthesize_song` at 44.1 kHz stereo.
+
+Every song is peak-normalised (stems and mix by one factor) so its mix peaks at 0.89.
+
+Layout: ``<library>/<Artist>/<Album>/<NN Title>.<ext>``; untagged files are named
+``Artist - Title (Instrumental).<ext>`` (or ``Artist - Title.<ext>``). The answer key lives
+apart from the library (default ``<library>.truth/``): ``manifest.json`` and ``stems/<id>.
+{vocals,accompaniment}.flac`` (24-bit FLAC).
+
+Manifest schema (``schema_version`` 1; all paths relative: library files to the library root,
+stems to the truth directory; no absolute paths or times, so one seed gives identical bytes)::
+
+    {schema_version, source, seed, count, duration_range_s (synthetic) | null,
+     thresholds {max_duration_s, max_duration_diff_s},
+     songs: [{
+       id, source_key, artist, title, album, kind, expected, discovery, content_duration_s,
+       original: null | {path, codec ("mp3"|"flac"|"wav"), bitrate_kbps (mp3 only), sample_rate,
+                  channels, duration_s, lead_silence_s, trail_silence_s,
+                  codec_delay_samples, codec_gain_db, tagged, tags},
+       instrumental: null | {path, codec, bitrate_kbps, sample_rate, channels, duration_s,
+                  content ("accompaniment"|"accompaniment_extended"|"mix"|"remix"),
+                  offset_s, offset_samples, gain_db, codec_delay_samples, codec_gain_db,
+                  lead_silence_s, trail_silence_s, extra_outro_s, title_variant, tagged, tags},
+       stems: null | {vocals, accompaniment, sample_rate}}],
+     decoys: [{kind, song_id, paths, expected}],
+     corrupt: [{path, expected: ["decode_error", "not_audio"]}]}
+
+Timing and level, precisely:
+
+* Stems are on the ORIGINAL file's timeline and rate: stem sample ``k`` is original sample ``k``
+  as written (before the codec). ``original file = vocals + accompaniment`` (musdb: the mixture
+  stream, which is only approximately that sum).
+* ``offset_s``: the instrumental content is delayed by ``offset_s`` relative to the original:
+  original time ``t`` ↔ instrumental time ``t + offset_s`` (negative: the instrumental starts
+  earlier). ``offset_samples = round(offset_s * instrumental.sample_rate)``.
+* ``codec_delay_samples``: decoded files start that many samples late (lameenc MP3: 1105, measured
+  at build time; lossless: 0). So accompaniment stem sample ``k`` (at time ``k / sr_orig``) is in
+  the *decoded* instrumental at ``(k / sr_orig + offset_s) * sr_instr + codec_delay_samples``.
+* ``gain_db``: the instrumental is ``10 ** (gain_db / 20)`` × the accompaniment stem (clamped
+  so nothing clips). ``codec_gain_db`` is the level change the codec itself caused, measured by
+  least squares on the decoded file (MP3 ≈ −0.4 dB; lossless 0), so the decoded instrumental is
+  ``gain_db + codec_gain_db`` above the stem.
+
+Expected outcomes (``expected``): ``pair`` (``discovery`` ``title`` or ``fingerprint``),
+``no_instrumental`` (an original alone; must not be paired), ``no_counterpart`` (a lone
+instrumental), ``fingerprint_mismatch`` (the "instrumental" is a remix's: 4 % faster, or another
+synthetic performance), ``same_audio`` (the mix re-encoded), ``duration_mismatch`` (extended
+outro, > 5 s longer), ``too_long`` (over ``max_duration_s``). Duplicates (byte-identical copies of
+an original, expected ``duplicate``) and corrupt files are listed in ``decoys``/``corrupt`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from mining.audio import AudioError, atomic_path, load_audio, resample, save_audio
+from mining.synth import synthesize_song
+
+SOURCES = ("musdb", "mir1k", "synthetic")
+MAX_DURATION_S = 300.0  # storage.config.Settings.max_duration_s default
+MAX_DURATION_DIFF_S = 5.0  # storage.config.Settings.max_duration_diff_s default
+PEAK = 0.89
+MP3_BITRATES = (128, 160, 192, 256, 320)
+# The decoy kinds that take a whole song, in the order they are handed out when songs are few.
+SONG_DECOYS = (
+    "duration_mismatch",
+    "same_audio",
+    "remix",
+    "lone_instrumental",
+    "too_long",
+    "original_only",
+)
+EXPECTED = {
+    "pair": "pair",
+    "oddly_named": "pair",
+    "duration_mismatch": "duration_mismatch",
+    "same_audio": "same_audio",
+    "remix": "fingerprint_mismatch",
+    "lone_instrumental": "no_counterpart",
+    "too_long": "too_long",
+    "original_only": "no_instrumental",
+}
+# (title template, untagged filename marker); {t} is the song title.
+TITLE_VARIANTS = (
+    ("{t} (Instrumental)", "(Instrumental)"),
+    ("{t} - Instrumental Version", "(Instrumental)"),
+    ("{t} [Karaoke Version]", "(Karaoke Version)"),
+    ("{t} (Inst.)", "(Inst.)"),
+    ("{t} (Off Vocal)", "(Off Vocal)"),
+    ("{t} (Versión Instrumental)", "(Versión Instrumental)"),
+    ("{t} (INSTRUMENTAL)", "(Instrumental)"),
+    ("{t} (instrumental)", "(Instrumental)"),
+)
+WORDS_A = (
+    "Midnight",
+    "Golden",
+    "Silent",
+    "Electric",
+    "Broken",
+    "Summer",
+    "Crystal",
+    "Velvet",
+    "Neon",
+    "Wild",
+    "Lonely",
+    "Distant",
+    "Burning",
+    "Paper",
+    "Silver",
+    "Hidden",
+    "Café",
+    "Dorada",
+    "Eternal",
+    "Little",
+    "Last",
+    "Blue",
+    "Frozen",
+    "Sweet",
+)
+WORDS_B = (
+    "Harbor",
+    "Dreams",
+    "Rain",
+    "Heart",
+    "Highway",
+    "Garden",
+    "Lights",
+    "River",
+    "Letters",
+    "Skyline",
+    "Fire",
+    "Season",
+    "Canción",
+    "Mañana",
+    "Echoes",
+    "Window",
+    "Train",
+    "Horizon",
+    "Promise",
+    "Shadows",
+    "Tides",
+    "Morning",
+    "Station",
+    "Balloon",
+)
+SYLLABLES = ("ka", "lo", "mi", "ra", "ven", "so", "ta", "el", "no", "ri", "an", "de", "zu", "ma")
+ALBUMS = (
+    "Songs from the Attic",
+    "Northern Lights",
+    "First Light",
+    "Tape Sessions",
+    "Blue Hours",
+    "City Lines",
+    "Open Roads",
+    "Paper Moons",
+    "Late Shows",
+    "Sundown",
+)
+
+
+@dataclass
+class SourceSong:
+    """One song from a source: stems ``(channels, samples)`` float32 and the original mix."""
+
+    key: str
+    artist: str
+    title: str
+    album: str
+    sample_rate: int
+    vocals: np.ndarray
+    accompaniment: np.ndarray
+    mix: np.ndarray
+    outro: np.ndarray | None = None  # extra accompaniment for an extended instrumental
+    remix_accompaniment: np.ndarray | None = None  # different audio, same title
+
+
+class LibraryBuildError(Exception):
+    """A library cannot be built (missing data, bad arguments, non-empty output)."""
+
+
+def _rng(seed: int, *stream: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), *stream])
+
+
+def _name_hash(text: str) -> int:
+    return int.from_bytes(text.encode()[:8].ljust(8, b"\0"), "little") ^ len(text) * 2654435761
+
+
+def _song_title(rng: np.random.Generator) -> str:
+    return f"{WORDS_A[rng.integers(len(WORDS_A))]} {WORDS_B[rng.integers(len(WORDS_B))]}"
+
+
+def _artist_name(rng: np.random.Generator) -> str:
+    def word() -> str:
+        return "".join(SYLLABLES[i] for i in rng.integers(len(SYLLABLES), size=rng.integers(2, 4)))
+
+    return f"{word().title()} {word().title()}" if rng.random() < 0.6 else f"The {word().title()}s"
+
+
+def _speed_up(audio: np.ndarray, sr: int, factor: float = 1.04) -> np.ndarray:
+    """Play ``factor`` × faster (pitch rises with it, like a DJ edit): a remix's different audio."""
+    return resample(audio, int(round(sr * factor)), sr)
+
+
+def _vamp_outro(acc: np.ndarray, sr: int, seconds: float) -> np.ndarray:
+    """An extended outro for real songs: the accompaniment's last bars looped, fading out."""
+    n = int(round(seconds * sr))
+    tail = acc[:, -min(acc.shape[1], 4 * sr) :]
+    reps = int(np.ceil(n / tail.shape[1]))
+    loop = np.tile(tail, (1, reps))[:, :n]
+    return (loop * np.linspace(1.0, 0.0, n, dtype=np.float32) ** 2).astype(np.float32)
+
+
+def _tile_to(x: np.ndarray, n: int) -> np.ndarray:
+    return np.tile(x, (1, int(np.ceil(n / x.shape[1]))))[:, :n]
+
+
+class Mir1kSource:
+    """MIR-1K songs: clips of one ``<singer>_<song>`` joined in clip order (16 kHz mono)."""
+
+    name = "mir1k"
+
+    def __init__(self, root: Path) -> None:
+        clips = sorted(root.glob("*_*_*.flac"))
+        if not clips:
+            raise LibraryBuildError(f"{root}: no MIR-1K clips (<singer>_<song>_<clip>.flac) here")
+        self.songs: dict[str, list[Path]] = {}
+        for clip in clips:
+            singer, song, number = clip.stem.rsplit("_", 2)
+            self.songs.setdefault(f"{singer}_{song}", []).append(clip)
+        for key, paths in self.songs.items():
+            self.songs[key] = sorted(paths, key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+
+    def keys(self) -> list[str]:
+        return sorted(self.songs)
+
+    def load(
+        self,
+        key: str,
+        rng: np.random.Generator,
+        *,
+        extra_outro_s: float = 0.0,
+        min_duration_s: float = 0.0,
+        remix: bool = False,
+    ) -> SourceSong:
+        parts = [load_audio(p)[0] for p in self.songs[key]]
+        audio = np.concatenate(parts, axis=1)
+        acc, voc = audio[0:1], audio[1:2]
+        sr = 16000
+        if min_duration_s:
+            n = int(np.ceil(min_duration_s * sr))
+            acc, voc = _tile_to(acc, n), _tile_to(voc, n)
+        singer, number = key.split("_")
+        title_rng = _rng(_name_hash(singer), int(number))
+        return SourceSong(
+            key=f"mir1k:{key}",
+            artist=singer.title(),
+            title=_song_title(title_rng),
+            album=ALBUMS[_name_hash(singer) % len(ALBUMS)],
+            sample_rate=sr,
+            vocals=voc,
+            accompaniment=acc,
+            mix=acc + voc,
+            outro=_vamp_outro(acc, sr, extra_outro_s) if extra_outro_s else None,
+            remix_accompaniment=_speed_up(acc, sr) if remix else None,
+        )
+
+
+class MusdbSource:
+    """MUSDB18-7 previews ``Artist - Title.stem.mp4``: mixture, drums, bass, other, vocals."""
+
+    name = "musdb"
+
+    def __init__(self, root: Path) -> None:
+        self.files = {p.name.removesuffix(".stem.mp4"): p for p in root.glob("*.stem.mp4")}
+        if not self.files:
+            raise LibraryBuildError(f"{root}: no MUSDB18 *.stem.mp4 files here")
+        if shutil.which("ffmpeg") is None:
+            raise LibraryBuildError(f"{root}: decoding stem files needs ffmpeg, not installed")
+
+    def keys(self) -> list[str]:
+        return sorted(self.files)
+
+    @staticmethod
+    def _stream(path: Path, index: int) -> np.ndarray:
+        cmd = [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            f"0:a:{index}",
+            "-f",
+            "f32le",
+            "-acodec",
+            "pcm_f32le",
+            "-ac",
+            "2",
+            "-ar",
+            "44100",
+            "-",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, check=False)
+        if proc.returncode != 0:
+            lines = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise AudioError(path, f"ffmpeg cannot decode stream {index} ({lines[-1:]})")
+        return np.frombuffer(proc.stdout, dtype=np.float32).reshape(-1, 2).T.copy()
+
+    def load(
+        self,
+        key: str,
+        rng: np.random.Generator,
+        *,
+        extra_outro_s: float = 0.0,
+        min_duration_s: float = 0.0,
+        remix: bool = False,
+    ) -> SourceSong:
+        path, sr = self.files[key], 44100
+        streams = [self._stream(path, k) for k in range(5)]
+        n = min(s.shape[1] for s in streams)
+        mix, drums, bass, other, voc = (s[:, :n] for s in streams)
+        acc = drums + bass + other
+        if min_duration_s:
+            m = int(np.ceil(min_duration_s * sr))
+            mix, acc, voc = _tile_to(mix, m), _tile_to(acc, m), _tile_to(voc, m)
+        artist, _, title = key.partition(" - ")
+        return SourceSong(
+            key=f"musdb:{key}",
+            artist=artist.strip(),
+            title=title.strip() or key,
+            album=ALBUMS[_name_hash(artist) % len(ALBUMS)],
+            sample_rate=sr,
+            vocals=voc,
+            accompaniment=acc,
+            mix=mix,
+            outro=_vamp_outro(acc, sr, extra_outro_s) if extra_outro_s else None,
+            remix_accompaniment=_speed_up(acc, sr) if remix else None,
+        )
+
+
+class SyntheticSource:
+    """Synthetic songs (:mod:`mining.synth`); artists with a few songs each, one album each."""
+
+    name = "synthetic"
+
+    def __init__(self, seed: int, count: int, duration_range: tuple[float, float]) -> None:
+        self.seed, self.count, self.duration_range = seed, count, duration_range
+        rng = _rng(seed, 7)
+        n_artists = max(1, int(np.ceil(count / 3)))
+        artists: list[str] = []
+        while len(artists) < n_artists:
+            name = _artist_name(rng)
+            if name not in artists:
+                artists.append(name)
+        self.meta: list[tuple[str, str, str, float]] = []
+        used: set[tuple[str, str]] = set()
+        for _ in range(count):
+            artist = artists[int(rng.integers(n_artists))]
+            title = _song_title(rng)
+            while (artist, title) in used:
+                title = _song_title(rng)
+            used.add((artist, title))
+            album = ALBUMS[(artists.index(artist) + seed) % len(ALBUMS)]
+            duration = float(rng.uniform(*duration_range))
+            self.meta.append((artist, title, album, round(duration, 3)))
+
+    def keys(self) -> list[str]:
+        return [f"{i:04d}" for i in range(self.count)]
+
+    def load(
+        self,
+        key: str,
+        rng: np.random.Generator,
+        *,
+        extra_outro_s: float = 0.0,
+        min_duration_s: float = 0.0,
+        remix: bool = False,
+    ) -> SourceSong:
+        i = int(key)
+        artist, title, album, duration = self.meta[i]
+        duration = max(duration, min_duration_s)
+        song = synthesize_song((self.seed, i), duration, extra_outro_s=extra_outro_s)
+        n = int(round(duration * song.sample_rate))
+        other = None
+        if remix:
+            style = "remix" if rng.random() < 0.5 else "live"
+            other = synthesize_song((self.seed, i), duration, style=style).accompaniment
+        return SourceSong(
+            key=f"synthetic:{self.seed}:{i}",
+            artist=artist,
+            title=title,
+            album=album,
+            sample_rate=song.sample_rate,
+            vocals=song.vocals[:, :n],
+            accompaniment=song.accompaniment[:, :n],
+            mix=song.mix[:, :n],
+            outro=song.accompaniment[:, n:] if extra_outro_s else None,
+            remix_accompaniment=other,
+        )
+
+
+def _safe(name: str) -> str:
+    """A file-system-safe path component (keeps accents and spaces)."""
+    return re.sub(r'[/\\:*?"<>|]', "_", name).strip(" .") or "_"
+
+
+def _strip_accents(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+@lru_cache(maxsize=32)
+def mp3_codec_delay(sample_rate: int, channels: int, bitrate_kbps: int) -> int:
+    """Samples by which a decoded lameenc MP3 starts late, measured on a noise burst."""
+    import tempfile
+
+    from scipy.signal import correlate
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((channels, 2 * sample_rate), np.float32)
+    x[:, sample_rate // 2 : sample_rate] = 0.3 * rng.standard_normal((channels, sample_rate // 2))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_audio(Path(tmp) / "probe.mp3", x, sample_rate, bitrate_kbps=bitrate_kbps)
+        y, _ = load_audio(path)
+    cc = correlate(y[0], x[0], mode="full", method="fft")
+    return int(np.argmax(cc)) - (x.shape[1] - 1)
+
+
+def _codec_gain_db(path: Path, written: np.ndarray, delay: int) -> float:
+    """Least-squares level of the decoded file against what was written, in dB (0 if lossless)."""
+    if path.suffix != ".mp3":
+        return 0.0
+    decoded, _ = load_audio(path)
+    n = min(written.shape[1], decoded.shape[1] - delay)
+    w, d = written[:, :n].astype(np.float64), decoded[:, delay : delay + n].astype(np.float64)
+    gain = float((w * d).sum() / max(float((w * w).sum()), 1e-12))
+    return round(20 * np.log10(max(gain, 1e-9)), 3)
+
+
+@dataclass
+class _FileSpec:
+    codec: str
+    sample_rate: int
+    bitrate_kbps: int | None
+    lead_s: float
+    trail_s: float
+    tagged: bool
+
+
+def _choose_file(
+    rng: np.random.Generator,
+    native_sr: int,
+    lead_max: float,
+    trail_max: float,
+    untagged_p: float,
+    lossless: bool = False,
+) -> _FileSpec:
+    codec = str(rng.choice(["mp3", "flac", "wav"], p=[0.5, 0.35, 0.15]))
+    if lossless and codec == "mp3":  # over-long decoys: lameenc is the slowest step by far
+        codec = "flac"
+    rates = [44100, 48000] if native_sr >= 44100 else [16000, 44100, 48000]
+    weights = [0.6, 0.4] if native_sr >= 44100 else [0.5, 0.3, 0.2]
+    sr = int(rng.choice(rates, p=weights))
+    bitrate = None
+    if codec == "mp3":
+        allowed = [b for b in MP3_BITRATES if sr > 24000 or b <= 160]
+        bitrate = int(rng.choice(allowed))
+    lead = round(float(rng.uniform(0, lead_max)) * sr) / sr  # whole samples at the file's rate
+    trail = round(float(rng.uniform(0, trail_max)) * sr) / sr
+    return _FileSpec(codec, sr, bitrate, lead, trail, bool(rng.random() >= untagged_p))
+
+
+def _render(audio: np.ndarray, sr_in: int, spec: _FileSpec) -> tuple[np.ndarray, int, int]:
+    """Resample to the file's rate and pad with silence; returns (audio, lead, trail) samples."""
+    x = resample(audio, sr_in, spec.sample_rate)
+    lead = int(round(spec.lead_s * spec.sample_rate))
+    trail = int(round(spec.trail_s * spec.sample_rate))
+    c = x.shape[0]
+    out = np.concatenate(
+        [np.zeros((c, lead), np.float32), x, np.zeros((c, trail), np.float32)], axis=1
+    )
+    return out.astype(np.float32), lead, trail
+
+
+class _Layout:
+    """Hands out ``<Artist>/<Album>/<NN Title>.ext`` paths with per-album track numbers."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.numbers: dict[tuple[str, str], int] = {}
+        self.used: set[str] = set()
+
+    def path(self, artist: str, album: str, stem: str, ext: str, numbered: bool = True) -> str:
+        key = (artist, album)
+        self.numbers[key] = self.numbers.get(key, 0) + 1
+        name = f"{self.numbers[key]:02d} {stem}" if numbered else stem
+        rel = f"{_safe(artist)}/{_safe(album)}/{_safe(name)}.{ext}"
+        k = 2
+        while rel.lower() in self.used:
+            rel = f"{_safe(artist)}/{_safe(album)}/{_safe(name)} ({k}).{ext}"
+            k += 1
+        self.used.add(rel.lower())
+        return rel
+
+
+def _assign_kinds(n: int, rng: np.random.Generator) -> list[str]:
+    """Decoy kinds for ``n`` songs: each kind once when ``n`` allows, at least two true pairs."""
+    kinds = list(SONG_DECOYS[: max(0, n - 2)])
+    if n - len(kinds) >= 2:
+        kinds.append("oddly_named")
+    rest = n - len(kinds)
+    extra_alone = int(0.1 * rest) if n > 20 else 0
+    kinds += ["original_only"] * extra_alone + ["pair"] * (rest - extra_alone)
+    return [kinds[i] for i in rng.permutation(n)]
+
+
+def _open_source(
+    source: str, data_root: Path, seed: int, count: int | None, duration_range: tuple[float, float]
+):  # noqa: ANN202 (one of three classes)
+    if source == "mir1k":
+        return Mir1kSource(data_root / "mir1k")
+    if source == "musdb":
+        return MusdbSource(data_root / "musdb18-7" / "test")
+    if source == "synthetic":
+        return SyntheticSource(seed, 20 if count is None else count, duration_range)
+    raise LibraryBuildError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+
+
+def default_truth_dir(out: Path) -> Path:
+    """Where the answer key goes unless told: beside the library, ``<name>.truth``."""
+    return out.parent / (out.name + ".truth")
+
+
+def build_library(
+    source: str,
+    out: Path,
+    *,
+    count: int | None = None,
+    seed: int = 0,
+    duration_range: tuple[float, float] = (120.0, 360.0),
+    truth: Path | None = None,
+    data_root: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Write a library under ``out`` and its answer key under ``truth``; returns the manifest."""
+    out, truth = Path(out), Path(truth) if truth else default_truth_dir(Path(out))
+    if data_root is None:
+        data_root = Path(__file__).resolve().parents[2] / "shared" / "data"
+    lo, hi = duration_range
+    if not 0 < lo <= hi:
+        raise LibraryBuildError(f"duration range {lo}-{hi} s: need 0 < MIN <= MAX")
+    if count is not None and count < 1:
+        raise LibraryBuildError(f"count {count}: need at least 1 song")
+    for d in (out, truth):
+        if d.exists() and any(d.iterdir()):
+            raise LibraryBuildError(f"{d}: output directory is not empty")
+    src = _open_source(source, Path(data_root), seed, count, duration_range)
+    keys = src.keys()
+    if source != "synthetic":
+        keys = [keys[i] for i in _rng(seed, 1).permutation(len(keys))]
+    keys = keys[: count or len(keys)]
+    kinds = _assign_kinds(len(keys), _rng(seed, 2))
+    layout = _Layout(out)
+    songs: list[dict] = []
+    decoys: list[dict] = []
+    duplicate_done = False
+    for index, (key, kind) in enumerate(zip(keys, kinds, strict=True)):
+        rng = _rng(seed, 3, index)
+        entry = _build_song(src, key, kind, f"s{index:03d}", rng, out, truth, layout)
+        songs.append(entry)
+        paths = [f["path"] for f in (entry["original"], entry["instrumental"]) if f]
+        if kind != "pair":
+            decoys.append(
+                {
+                    "kind": kind,
+                    "song_id": entry["id"],
+                    "paths": paths,
+                    "expected": entry["expected"],
+                }
+            )
+        if kind == "pair" and not duplicate_done and entry["instrumental"]:
+            decoys.append(_duplicate(entry, out, layout))
+            duplicate_done = True
+        if progress:
+            progress(f"{entry['id']} {kind:18s} {entry['artist']} - {entry['title']}")
+    corrupt = _write_corrupt(out, layout, _rng(seed, 4))
+    for item in corrupt:
+        decoys.append(
+            {
+                "kind": "corrupt",
+                "song_id": None,
+                "paths": [item["path"]],
+                "expected": item["expected"],
+            }
+        )
+    manifest = {
+        "schema_version": 1,
+        "source": source,
+        "seed": seed,
+        "count": len(songs),
+        "duration_range_s": list(duration_range) if source == "synthetic" else None,
+        "thresholds": {
+            "max_duration_s": MAX_DURATION_S,
+            "max_duration_diff_s": MAX_DURATION_DIFF_S,
+        },
+        "songs": songs,
+        "decoys": decoys,
+        "corrupt": corrupt,
+    }
+    truth.mkdir(parents=True, exist_ok=True)
+    with atomic_path(truth / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return manifest
+
+
+def _write_file(
+    out: Path, rel: str, audio: np.ndarray, spec: _FileSpec, tags: dict[str, str] | None
+) -> dict:
+    """Encode one library file; returns its manifest facts (codec delay and level measured)."""
+    path = out / rel
+    save_audio(
+        path,
+        audio,
+        spec.sample_rate,
+        bitrate_kbps=spec.bitrate_kbps or 320,
+        tags=tags if spec.tagged else None,
+    )
+    delay = 0
+    if spec.codec == "mp3":
+        delay = mp3_codec_delay(spec.sample_rate, audio.shape[0], spec.bitrate_kbps or 320)
+    return {
+        "path": rel,
+        "codec": spec.codec,
+        "bitrate_kbps": spec.bitrate_kbps,
+        "sample_rate": spec.sample_rate,
+        "channels": int(audio.shape[0]),
+        "duration_s": round(audio.shape[1] / spec.sample_rate, 6),
+        "lead_silence_s": round(spec.lead_s, 6),
+        "trail_silence_s": round(spec.trail_s, 6),
+        "codec_delay_samples": delay,
+        "codec_gain_db": _codec_gain_db(path, audio, delay),
+        "tagged": spec.tagged,
+        "tags": dict(tags) if spec.tagged and tags else {},
+    }
+
+
+def _build_song(
+    src,
+    key: str,
+    kind: str,
+    song_id: str,
+    rng: np.random.Generator,  # noqa: ANN001
+    out: Path,
+    truth: Path,
+    layout: _Layout,
+) -> dict:
+    extra = float(rng.uniform(8.0, 15.0)) if kind == "duration_mismatch" else 0.0
+    min_dur = (
+        float(rng.uniform(MAX_DURATION_S + 5, MAX_DURATION_S + 20)) if kind == "too_long" else 0.0
+    )
+    song = src.load(key, rng, extra_outro_s=extra, min_duration_s=min_dur, remix=kind == "remix")
+    sr = song.sample_rate
+    peak = max(float(np.abs(song.mix).max()), float(np.abs(song.accompaniment).max()), 1e-6)
+    scale = np.float32(PEAK / peak)
+    voc, acc, mix = song.vocals * scale, song.accompaniment * scale, song.mix * scale
+    content_s = mix.shape[1] / sr
+    expected = EXPECTED[kind]
+    if kind in ("pair", "oddly_named") and content_s > MAX_DURATION_S:
+        expected = "too_long"
+    entry: dict = {
+        "id": song_id,
+        "source_key": song.key,
+        "artist": song.artist,
+        "title": song.title,
+        "album": song.album,
+        "kind": kind,
+        "expected": expected,
+        "discovery": ("fingerprint" if kind == "oddly_named" else "title")
+        if expected == "pair"
+        else None,
+        "content_duration_s": round(content_s, 6),
+        "original": None,
+        "instrumental": None,
+        "stems": None,
+    }
+    long = content_s > MAX_DURATION_S
+    o_spec = _choose_file(rng, sr, 0.5, 1.0, untagged_p=0.08, lossless=long)
+    i_spec = _choose_file(rng, sr, 2.0, 2.0, untagged_p=0.2, lossless=long)
+    template, file_marker = TITLE_VARIANTS[int(rng.integers(len(TITLE_VARIANTS)))]
+    base_title = song.title
+    if rng.random() < 0.3:
+        base_title = _strip_accents(base_title)
+    if rng.random() < 0.15:
+        base_title = base_title.lower()
+    separate_album = rng.random() < 0.3
+    gain_db = float(rng.uniform(-6.0, 6.0))
+    orig_tags = {"title": song.title, "artist": song.artist, "album": song.album}
+
+    if kind != "lone_instrumental":
+        audio, lead, _ = _render(mix, sr, o_spec)
+        stem = song.title if o_spec.tagged else f"{song.artist} - {song.title}"
+        rel = layout.path(song.artist, song.album, stem, o_spec.codec, numbered=o_spec.tagged)
+        entry["original"] = _write_file(out, rel, audio, o_spec, orig_tags)
+        stems = {}
+        for name, x in (("vocals", voc), ("accompaniment", acc)):
+            rendered, _, _ = _render(x, sr, o_spec)
+            stem_rel = f"stems/{song_id}.{name}.flac"
+            save_audio(truth / stem_rel, rendered, o_spec.sample_rate, subtype="PCM_24")
+            stems[name] = stem_rel
+        entry["stems"] = {**stems, "sample_rate": o_spec.sample_rate}
+        original_audio = audio
+    if kind == "original_only":
+        return entry
+
+    content = {
+        "remix": "remix",
+        "same_audio": "mix",
+        "duration_mismatch": "accompaniment_extended",
+    }.get(kind, "accompaniment")
+    if kind == "same_audio":
+        i_spec = _FileSpec(
+            "mp3" if o_spec.codec != "mp3" else "flac",
+            o_spec.sample_rate,
+            192 if o_spec.codec != "mp3" else None,
+            o_spec.lead_s,
+            o_spec.trail_s,
+            i_spec.tagged,
+        )
+        i_audio, gain_db = original_audio, 0.0
+    else:
+        signal = {"remix": song.remix_accompaniment, "accompaniment": song.accompaniment}.get(
+            content, song.accompaniment
+        )
+        if content == "accompaniment_extended":
+            signal = np.concatenate([song.accompaniment, song.outro], axis=1)
+        signal = signal * scale
+        headroom_db = 20 * np.log10(0.99 / max(float(np.abs(signal).max()), 1e-6))
+        gain_db = round(min(gain_db, headroom_db), 3)
+        i_audio, _, _ = _render(signal * np.float32(10 ** (gain_db / 20)), sr, i_spec)
+    if kind == "oddly_named":
+        i_title = f"Track {int(rng.integers(1, 20)):02d}"
+        variant, i_tags = None, {"title": i_title, "artist": song.artist, "album": song.album}
+        stem = i_title if i_spec.tagged else f"{song.artist} - {i_title}"
+    else:
+        variant = template
+        i_title = template.format(t=base_title)
+        album = f"{song.album} (Instrumentals)" if separate_album else song.album
+        i_tags = {"title": i_title, "artist": song.artist, "album": album}
+        stem = i_title if i_spec.tagged else f"{song.artist} - {base_title} {file_marker}"
+    album_dir = i_tags["album"]
+    rel = layout.path(song.artist, album_dir, stem, i_spec.codec, numbered=i_spec.tagged)
+    facts = _write_file(out, rel, i_audio, i_spec, i_tags)
+    offset_s = 0.0
+    if kind != "same_audio":
+        offset_s = i_spec.lead_s - (o_spec.lead_s if entry["original"] else 0.0)
+    entry["instrumental"] = {
+        **facts,
+        "content": content,
+        "offset_s": round(offset_s, 9),
+        "offset_samples": int(round(offset_s * i_spec.sample_rate)),
+        "gain_db": gain_db,
+        "extra_outro_s": round(song.outro.shape[1] / sr, 6)
+        if content == "accompaniment_extended"
+        else 0.0,
+        "title_variant": variant,
+    }
+    return entry
+
+
+def _duplicate(entry: dict, out: Path, layout: _Layout) -> dict:
+    """A byte-identical copy of a song's original on a compilation album."""
+    src = entry["original"]["path"]
+    ext = src.rsplit(".", 1)[1]
+    rel = layout.path("Various Artists", "Greatest Hits Collection", entry["title"], ext)
+    with atomic_path(out / rel) as tmp:
+        shutil.copyfile(out / src, tmp)
+    return {
+        "kind": "duplicate",
+        "song_id": entry["id"],
+        "paths": [rel, src],
+        "expected": "duplicate",
+    }
+
+
+def _write_corrupt(out: Path, layout: _Layout, rng: np.random.Generator) -> list[dict]:
+    """A FLAC with a valid magic and garbage after it, and an HTML error page saved as MP3."""
+    garbage = rng.integers(0, 256, size=6000, dtype=np.uint8).tobytes()
+    files = [
+        (layout.path("Unknown Artist", "Downloads", "Broken Song", "flac"), b"fLaC" + garbage),
+        (
+            layout.path("Unknown Artist", "Downloads", "Failed Download", "mp3"),
+            b"<!DOCTYPE html><html><body><h1>404 Not Found</h1></body></html>\n" * 20,
+        ),
+    ]
+    result = []
+    for rel, data in files:
+        with atomic_path(out / rel) as tmp:
+            tmp.write_bytes(data)
+        result.append({"path": rel, "expected": ["decode_error", "not_audio"]})
+    return result
+
+
+def library_stats(out: Path) -> dict:
+    """Files, total audio minutes (from the manifest's durations) and MB of a built library."""
+    files = [p for p in Path(out).rglob("*") if p.is_file()]
+    return {"files": len(files), "mb": round(sum(p.stat().st_size for p in files) / 1e6, 2)}
+
+
+def parse_duration_range(text: str) -> tuple[float, float]:
+    """``"120-360"`` → (120.0, 360.0)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*", text)
+    if not match:
+        raise LibraryBuildError(f"duration {text!r}: expected MIN-MAX seconds, e.g. 120-360")
+    return float(match.group(1)), float(match.group(2))
+
+
+def total_minutes(manifest: dict) -> float:
+    """Minutes of audio in all library files the manifest lists."""
+    seconds = sum(
+        f["duration_s"] for s in manifest["songs"] for f in (s["original"], s["instrumental"]) if f
+    )
+    seconds += sum(
+        s["original"]["duration_s"]
+        for s in manifest["songs"]
+        if any(d["kind"] == "duplicate" and d["song_id"] == s["id"] for d in manifest["decoys"])
+    )
+    return round(seconds / 60, 2)
+
+
+__all__: Sequence[str] = (
+    "SOURCES",
+    "LibraryBuildError",
+    "build_library",
+    "default_truth_dir",
+    "library_stats",
+    "mp3_codec_delay",
+    "parse_duration_range",
+    "total_minutes",
+)
