@@ -457,7 +457,7 @@ def _codec_gain_db(path: Path, written: np.ndarray, delay: int) -> float:
     n = min(written.shape[1], decoded.shape[1] - delay)
     w, d = written[:, :n].astype(np.float64), decoded[:, delay : delay + n].astype(np.float64)
     gain = float((w * d).sum() / max(float((w * w).sum()), 1e-12))
-    return round(20 * np.log10(max(gain, 1e-9)), 3)
+    return round(20 * np.log10(max(gain, 1e-9)), 3) + 0.0  # never "-0.0"
 
 
 @dataclass
