@@ -1,0 +1,926 @@
+"""Mining benchmark (issue 3): the mine flow end to end on built libraries, scored against truth.
+
+For each source (``synthetic``, ``mir1k``, ``musdb``) the benchmark
+
+1. builds a test library with :func:`mining.library_builder.build_library` (cached in the
+   work directory, so a re-run with the same ``--workdir`` reuses it) and reads the answer key
+   ``<library>.truth/manifest.json``;
+2. runs ``vocalmine mine LIBRARY --config CFG`` in a fresh catalog (a subprocess, Prefect on a
+   throw-away ``PREFECT_HOME``, a Dask LocalCluster of ``--workers`` processes) and times it;
+3. scores what the catalog says against the manifest:
+
+   * **pairs** — precision = mined pairs that are true pairs / mined pairs; recall = true pairs
+     that pass the filters (manifest ``expected == "pair"``) that were mined / all of them. A
+     pair mined from a byte-identical duplicate of the original counts as the true pair.
+   * **decoys** — every decoy's expected reason next to what the catalog recorded.
+   * **alignment** — ``Pair.offset_samples`` (decoded files, original's rate) minus the truth
+     from the manifest with the codec delays taken into account:
+     ``d = delay_orig − offset_s · sr_orig − delay_instr · sr_orig / sr_instr`` (lameenc MP3s
+     decode ``codec_delay_samples`` = 1105 samples late, lossless files 0), rounded to the
+     nearest sample. As a cross-check the offset is also *measured*: cross-correlation of the
+     decoded instrumental against the true accompaniment stem (whitened, over the whole overlap).
+   * **gain** — ``Pair.gain_db`` minus the oracle gain: the least-squares gain of the decoded
+     instrumental, placed at the true offset, onto the true accompaniment as it sits in the
+     decoded original (stem shifted by the original's codec delay and scaled by its codec gain).
+   * **derived vocals** — SDR (plain ``10 log10(‖s‖² / ‖s − ŝ‖²)`` over the whole song, at the
+     STFT preset's rate and channels) of the half-wave vocals with the mixture's phase
+     (:func:`mining.vocals.derive` + :func:`mining.vocals.reconstruct_vocals`) against the true
+     vocal stem, from the catalog's offset, polarity and gain, next to the same derivation from
+     the same decoded instrumental at the true offset with the oracle gain, and from the clean
+     accompaniment stem.
+   * **throughput** — wall time of the ``mine`` command × cores used / mined pairs (cores =
+     Dask worker processes, one thread each, at most the machine's cores), and the CPU seconds
+     the command and all its children used per mined pair (less sensitive to a shared machine).
+     Fingerprint speed: real-time factor of :func:`mining.fingerprint.fingerprint` on decoded
+     originals of the library, and of decode + fingerprint as the flow's task does it.
+
+Prints rich tables and writes ``bench/results/mining.json`` (``--results`` to change). Never
+part of ``make test``: a full run (60 synthetic songs of 3–4 min, all MIR-1K songs, all 50
+MUSDB18-7 previews) takes well over half an hour on two shared cores.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from scipy.signal import correlate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mining.alignment import Alignment, apply_alignment, downmix  # noqa: E402
+from mining.audio import load_audio  # noqa: E402
+from mining.fingerprint import DEFAULT_PARAMS, fingerprint  # noqa: E402
+from mining.library_builder import build_library, default_truth_dir, total_minutes  # noqa: E402
+from mining.stft import STFTPreset, get_preset  # noqa: E402
+from mining.vocals import derive, reconstruct_vocals, to_preset  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results" / "mining.json"
+SOURCES = ("synthetic", "mir1k", "musdb")
+# Per source: default song count (None = every song the source has) and the segment skip.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "synthetic": {"count": 60, "segment_skip_s": 20.0},
+    "mir1k": {"count": None, "segment_skip_s": 0.0},
+    "musdb": {"count": None, "segment_skip_s": 0.0},
+}
+TARGETS = {
+    "precision": 0.99,
+    "recall": 0.95,
+    "align_median": 0,
+    "align_p95": 2,
+    "gain_median_db": 0.1,
+    "sdr_loss_db": 1.0,
+    "seconds_per_pair_core": 2.0,
+}
+console = Console(width=200)
+
+
+# --- library and mine run -----------------------------------------------------------------------
+
+
+def library_key(source: str, count: int | None, seed: int, durations: tuple[float, float]) -> str:
+    """Cache name of a built library: everything that changes its bytes."""
+    key = f"{source}-n{count if count else 'all'}-seed{seed}"
+    if source == "synthetic":
+        key += f"-d{durations[0]:g}-{durations[1]:g}"
+    return key
+
+
+def ensure_library(
+    source: str, count: int | None, seed: int, durations: tuple[float, float], workdir: Path
+) -> dict[str, Any]:
+    """The cached library of these arguments, built first when missing (atomically, by rename)."""
+    home = workdir / "libraries" / library_key(source, count, seed, durations)
+    library = home / "library"
+    truth = default_truth_dir(library)
+    built_s, cached = 0.0, (truth / "manifest.json").is_file()
+    if not cached:
+        partial = home.with_name(home.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        console.log(f"building the {source} library ({count or 'all'} songs) in {home}")
+        start = time.perf_counter()
+        build_library(
+            source,
+            partial / "library",
+            count=count,
+            seed=seed,
+            duration_range=durations,
+            data_root=DATA,
+        )
+        built_s = time.perf_counter() - start
+        shutil.rmtree(home, ignore_errors=True)
+        partial.rename(home)
+    manifest = json.loads((truth / "manifest.json").read_text("utf-8"))
+    return {
+        "library": library,
+        "truth": truth,
+        "manifest": manifest,
+        "cached": cached,
+        "build_s": built_s,
+    }
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def run_mine(
+    library: Path, run_dir: Path, segment_skip_s: float, workers: int, preset: str
+) -> dict[str, Any]:
+    """``vocalmine mine`` on a fresh catalog in a subprocess: wall time and CPU of its tree."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    config = run_dir / "vocalmine.toml"
+    config.write_text(
+        f"data_dir = {_toml_str(str(run_dir / 'data'))}\n"
+        f"segment_skip_s = {segment_skip_s}\n"
+        f"dask_workers = {workers}\n"
+        f"stft_preset = {_toml_str(preset)}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOCALMINE_", "PREFECT_"))}
+    env.update(
+        PREFECT_HOME=str(run_dir.parents[1] / "prefect"),
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
+        PYTHONPATH=str(ROOT),
+    )
+    command = [
+        sys.executable,
+        "-c",
+        "from flows.cli import main; main()",
+        "mine",
+        str(library),
+        "--config",
+        str(config),
+    ]
+    log = run_dir / "mine.log"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise SystemExit(
+            f"vocalmine mine failed (exit {proc.returncode}); {log}:\n" + "\n".join(tail)
+        )
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "config": str(config), "log": str(log)}
+
+
+# --- catalog ------------------------------------------------------------------------------------
+
+
+def read_catalog(config: Path, library: Path) -> dict[str, Any]:
+    """Tracks (by library-relative path) with their reasons, every pair, and the run's times."""
+    from sqlalchemy import select
+
+    from storage.catalog import MiningRun, Pair, Rejection, Track, open_catalog
+    from storage.config import get_settings
+
+    catalog = open_catalog(get_settings(config).catalog_url)
+    root = str(library.resolve()) + os.sep
+
+    def rel(path: str) -> str:
+        return path[len(root) :] if path.startswith(root) else path
+
+    with catalog.session() as session:
+        tracks = {t.id: t for t in session.execute(select(Track)).scalars()}
+        reasons: dict[str, set[str]] = {rel(t.path): set() for t in tracks.values()}
+        for t in tracks.values():
+            if t.error_reason:
+                reasons[rel(t.path)].add(t.error_reason)
+        track_rejections = select(Rejection).where(Rejection.track_id.is_not(None))
+        for r in session.execute(track_rejections).scalars():
+            reasons[rel(tracks[r.track_id].path)].add(r.reason)
+        details = {
+            r.pair_id: r.detail
+            for r in session.execute(select(Rejection).where(Rejection.pair_id.is_not(None)))
+            .scalars()
+            .all()
+        }
+        pairs = [
+            {
+                "id": p.id,
+                "original": rel(tracks[p.original_id].path),
+                "instrumental": rel(tracks[p.instrumental_id].path),
+                "source": p.source,
+                "status": p.status,
+                "reason": p.reason,
+                "detail": details.get(p.id),
+                "offset_samples": p.offset_samples,
+                "sample_rate": p.sample_rate,
+                "polarity": p.polarity,
+                "gain_db": p.gain_db,
+                "fp_ratio": p.fp_ratio,
+                "quality": p.quality,
+                "segments": p.segments,
+            }
+            for p in session.execute(select(Pair)).scalars()
+        ]
+        runs = session.execute(select(MiningRun)).scalars().all()
+        flow_s = [(r.finished_at - r.started_at).total_seconds() for r in runs if r.finished_at]
+    catalog.dispose()
+    return {
+        "track_reasons": {k: sorted(v) for k, v in reasons.items()},
+        "pairs": pairs,
+        "flow_body_s": flow_s[-1] if flow_s else None,
+    }
+
+
+# --- decisions ----------------------------------------------------------------------------------
+
+
+def _aliases(manifest: dict[str, Any]) -> dict[str, set[str]]:
+    """Original path → itself and its byte-identical copies (the duplicate decoys)."""
+    out: dict[str, set[str]] = {}
+    for d in manifest["decoys"]:
+        if d["kind"] == "duplicate":
+            copy, original = d["paths"]
+            out.setdefault(original, {original}).add(copy)
+    return out
+
+
+def _pair_outcome(pair: dict[str, Any] | None) -> str:
+    if pair is None:
+        return "no pair"
+    return "mined" if pair["status"] == "mined" else pair["reason"] or pair["status"]
+
+
+def score_decisions(manifest: dict[str, Any], cat: dict[str, Any]) -> dict[str, Any]:
+    """Precision, recall, misses, false positives and the decoy table (see the module doc)."""
+    pairs = cat["pairs"]
+    by_key = {(p["original"], p["instrumental"]): p for p in pairs}
+    aliases = _aliases(manifest)
+    mined = [p for p in pairs if p["status"] == "mined"]
+    expected = [s for s in manifest["songs"] if s["expected"] == "pair"]
+    true_keys: dict[tuple[str, str], str] = {}
+    for s in expected:
+        for o in aliases.get(s["original"]["path"], {s["original"]["path"]}):
+            true_keys[(o, s["instrumental"]["path"])] = s["id"]
+    found: dict[str, dict[str, Any]] = {}
+    false_pos = []
+    for p in mined:
+        song = true_keys.get((p["original"], p["instrumental"]))
+        if song is None:
+            false_pos.append(p)
+        else:
+            found.setdefault(song, p)
+    by_id = {s["id"]: s for s in manifest["songs"]}
+    song_of_path = {
+        f["path"]: s for s in manifest["songs"] for f in (s["original"], s["instrumental"]) if f
+    }
+    misses = []
+    for s in expected:
+        if s["id"] in found:
+            continue
+        involved = [
+            p
+            for p in pairs
+            if s["instrumental"]["path"] in (p["original"], p["instrumental"])
+            or p["original"] in aliases.get(s["original"]["path"], {s["original"]["path"]})
+        ]
+        misses.append(
+            {
+                "song": s["id"],
+                "discovery": s["discovery"],
+                "original": s["original"]["path"],
+                "instrumental": s["instrumental"]["path"],
+                "pairs": [
+                    {
+                        k: p[k]
+                        for k in (
+                            "original",
+                            "instrumental",
+                            "source",
+                            "status",
+                            "reason",
+                            "detail",
+                            "fp_ratio",
+                        )
+                    }
+                    for p in involved
+                ],
+                "track_reasons": {
+                    path: cat["track_reasons"].get(path, [])
+                    for path in (s["original"]["path"], s["instrumental"]["path"])
+                },
+            }
+        )
+    fp_rows = []
+    for p in false_pos:
+        so, si = song_of_path.get(p["original"]), song_of_path.get(p["instrumental"])
+        fp_rows.append(
+            {
+                "original": p["original"],
+                "instrumental": p["instrumental"],
+                "source": p["source"],
+                "original_song": f"{so['id']} {so['kind']}" if so else None,
+                "instrumental_song": f"{si['id']} {si['kind']}" if si else None,
+            }
+        )
+    decoys = [
+        decoy_row(d, by_id.get(d["song_id"]), by_key, cat, aliases) for d in manifest["decoys"]
+    ]
+    return {
+        "expected_pairs": len(expected),
+        "mined_pairs": len(mined),
+        "true_positives": len(found),
+        "precision": len(found) / len(mined) if mined else float("nan"),
+        "recall": len(found) / len(expected) if expected else float("nan"),
+        "recall_by_discovery": {
+            kind: {
+                "expected": sum(s["discovery"] == kind for s in expected),
+                "found": sum(s["discovery"] == kind and s["id"] in found for s in expected),
+            }
+            for kind in sorted({s["discovery"] for s in expected})
+        },
+        "found": {sid: p["id"] for sid, p in found.items()},
+        "misses": misses,
+        "false_positives": fp_rows,
+        "decoys": decoys,
+        "pair_status": dict(Counter(p["status"] for p in pairs)),
+        "rejections": dict(Counter(p["reason"] for p in pairs if p["reason"])),
+    }
+
+
+def decoy_row(
+    decoy: dict[str, Any],
+    song: dict[str, Any] | None,
+    by_key: dict[tuple[str, str], dict[str, Any]],
+    cat: dict[str, Any],
+    aliases: dict[str, set[str]],
+) -> dict[str, Any]:
+    """What the catalog says about one decoy, and whether that is the expected outcome."""
+    kind, paths, expected = decoy["kind"], decoy["paths"], decoy["expected"]
+    reasons = cat["track_reasons"]
+    mined_with = [
+        p
+        for p in cat["pairs"]
+        if p["status"] == "mined" and set(paths) & {p["original"], p["instrumental"]}
+    ]
+    if kind == "corrupt":
+        got = sorted(set(reasons.get(paths[0], [])))
+        ok = bool(set(got) & set(expected)) and not mined_with
+        shown = ", ".join(got) or "no reason"
+    elif kind == "duplicate":
+        copy, original = paths
+        got = sorted(set(reasons.get(copy, [])) | set(reasons.get(original, [])))
+        mined_pairs = [p for p in mined_with if p["original"] in (copy, original)]
+        ok = "duplicate" in got and len(mined_pairs) <= 1
+        shown = ", ".join(got) or "no reason"
+        if len(mined_pairs) > 1:
+            shown += f" (both copies mined: {len(mined_pairs)})"
+    elif kind == "original_only":
+        paired = [
+            p for p in cat["pairs"] if p["original"] == paths[0] or p["instrumental"] == paths[0]
+        ]
+        shown = "never paired" if not paired else ", ".join(_pair_outcome(p) for p in paired)
+        ok = not mined_with
+    elif kind == "lone_instrumental":
+        got = reasons.get(paths[0], [])
+        shown = ", ".join(got) or "no reason"
+        if mined_with:
+            shown += " (but mined)"
+        ok = expected in got and not mined_with
+    else:
+        original, instrumental = paths
+        pair = None
+        for o in sorted(aliases.get(original, {original})):
+            pair = pair or by_key.get((o, instrumental))
+        shown = _pair_outcome(pair)
+        if kind == "oddly_named" and pair is not None:
+            shown += f" (via {pair['source']})"
+        wrong = [p for p in mined_with if p is not pair]
+        if wrong:
+            shown += f"; also mined in {len(wrong)} other pair(s)"
+        want = "mined" if expected == "pair" else expected
+        ok = _pair_outcome(pair) == want and not wrong
+    return {
+        "kind": kind,
+        "song": decoy["song_id"],
+        "paths": paths,
+        "expected": expected if isinstance(expected, str) else " or ".join(expected),
+        "got": shown,
+        "ok": ok,
+        "song_expected": song["expected"] if song else None,
+    }
+
+
+# --- per-pair signal measurements ---------------------------------------------------------------
+
+
+def _whiten(x: np.ndarray) -> np.ndarray:
+    return np.diff(x, prepend=x[:1]).astype(np.float32)
+
+
+def _shift(x: np.ndarray, d: int, length: int) -> np.ndarray:
+    """``out[:, n] = x[:, n − d]`` over ``length`` samples, zeros outside ``x``."""
+    return apply_alignment(x, Alignment(d, 1, 1.0, d, d, 1), length)
+
+
+def measured_offset(
+    reference: np.ndarray, signal: np.ndarray, sr: int, guess: int, radius: int = 4000
+) -> int:
+    """Lag ``L`` with ``reference[n] ≈ g · signal[n − L]``: whitened cross-correlation of a
+    30 s excerpt within ``guess ± radius``, refined over the whole overlap at ±2 samples."""
+    ref, sig = _whiten(downmix(reference)), _whiten(downmix(signal))
+    lo = max(0, -guess + radius)
+    hi = min(len(sig), len(ref) - guess - radius)
+    width = min(len(sig), max(hi - lo, 0), 30 * sr)
+    start = lo + max(hi - lo - width, 0) // 2
+    seg = sig[start : start + width]
+    a, b = start + guess - radius, start + guess + radius + width
+    window = np.zeros(b - a, np.float32)
+    wa, wb = max(a, 0), min(b, len(ref))
+    window[wa - a : wb - a] = ref[wa:wb]
+    c = correlate(window, seg, mode="valid", method="fft")
+    coarse = guess - radius + int(np.argmax(np.abs(c)))
+
+    def whole(lag: int) -> float:
+        m0, m1 = max(0, -lag), min(len(sig), len(ref) - lag)
+        return abs(float(np.dot(ref[m0 + lag : m1 + lag], sig[m0:m1])))
+
+    return max(range(coarse - 2, coarse + 3), key=whole)
+
+
+def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Plain SDR in dB; ``nan`` when the reference is silent."""
+    ref = reference.astype(np.float64).ravel()
+    err = ref - estimate.astype(np.float64).ravel()
+    if np.sum(ref**2) < 1e-8 * ref.size:
+        return float("nan")
+    return float(10 * np.log10(np.sum(ref**2) / max(np.sum(err**2), 1e-20)))
+
+
+def vocals_sdr(
+    mix: np.ndarray, instr: np.ndarray, vocals: np.ndarray, sr: int, preset: STFTPreset
+) -> float:
+    """SDR of the half-wave vocals from ``instr`` (mixture phase) against ``vocals``."""
+    derived = derive(mix, instr, sr, preset)
+    estimate = reconstruct_vocals(to_preset(mix, sr, preset), derived.vocals_mag, preset)
+    return sdr_db(to_preset(vocals, sr, preset), estimate)
+
+
+def _ls_gain(placed: np.ndarray, target: np.ndarray) -> float:
+    """Least-squares ``g`` of ``target ≈ g · placed`` (downmixed when the channels differ)."""
+    if placed.shape != target.shape:
+        placed, target = downmix(placed)[None], downmix(target)[None]
+    p = placed.astype(np.float64).ravel()
+    return float(np.dot(target.astype(np.float64).ravel(), p) / max(np.dot(p, p), 1e-20))
+
+
+def measure_pair(job: dict[str, Any]) -> dict[str, Any]:
+    """Alignment error, gain error and vocal SDRs of one mined true pair (see the module doc)."""
+    song, pair = job["song"], job["pair"]
+    library, truth = Path(job["library"]), Path(job["truth"])
+    orig_f, inst_f = song["original"], song["instrumental"]
+    mix, sr = load_audio(library / pair["original"])
+    instr, _ = load_audio(library / inst_f["path"], sr=sr)
+    n = mix.shape[1]
+    a_o = int(orig_f["codec_delay_samples"])
+    c_o = np.float32(10 ** (orig_f["codec_gain_db"] / 20))
+    stems = {}
+    for name in ("vocals", "accompaniment"):
+        stem, stem_sr = load_audio(truth / song["stems"][name])
+        if stem_sr != sr:
+            raise ValueError(f"{truth / song['stems'][name]}: {stem_sr} Hz, original {sr} Hz")
+        stems[name] = _shift(stem, a_o, n) * c_o  # on the decoded original's timeline and level
+    vocals, acc = stems["vocals"], stems["accompaniment"]
+    sr_i = inst_f["sample_rate"]
+    d_float = a_o - inst_f["offset_s"] * sr - inst_f["codec_delay_samples"] * sr / sr_i
+    d_true = int(round(d_float))
+    d_measured = measured_offset(acc, instr, sr, d_true)
+    oracle_placed = _shift(instr, d_true, n)
+    g_true = _ls_gain(oracle_placed, acc)
+    polarity = 1 if g_true >= 0 else -1
+    oracle = oracle_placed * np.float32(g_true)
+    mined_align = Alignment(
+        pair["offset_samples"], pair["polarity"] or 1, 1.0, 0, 0, pair["sample_rate"] or sr
+    )
+    mined = apply_alignment(instr, mined_align, n) * np.float32(10 ** (pair["gain_db"] / 20))
+    del instr, oracle_placed
+    preset = get_preset(job["preset"])
+    row = {
+        "song": song["id"],
+        "original": pair["original"],
+        "instrumental": inst_f["path"],
+        "codecs": f"{orig_f['codec']}@{orig_f['sample_rate']} / {inst_f['codec']}@{sr_i}",
+        "catalog_rate": pair["sample_rate"],
+        "offset_true_float": d_float,
+        "offset_true": d_true,
+        "offset_measured": d_measured,
+        "offset_mined": pair["offset_samples"],
+        "align_error": pair["offset_samples"] - d_true,
+        "polarity_ok": (pair["polarity"] or 1) == polarity,
+        "gain_true_db": float(20 * np.log10(abs(g_true))),
+        "gain_nominal_db": -inst_f["gain_db"] - inst_f["codec_gain_db"] + orig_f["codec_gain_db"],
+        "gain_mined_db": pair["gain_db"],
+        "gain_error_db": pair["gain_db"] - float(20 * np.log10(abs(g_true))),
+        "quality": pair["quality"],
+        "segments": pair["segments"],
+        "sdr_mined": vocals_sdr(mix, mined, vocals, sr, preset),
+        "sdr_oracle": vocals_sdr(mix, oracle, vocals, sr, preset),
+        "sdr_clean": vocals_sdr(mix, acc, vocals, sr, preset),
+    }
+    row["sdr_loss"] = row["sdr_oracle"] - row["sdr_mined"]
+    return row
+
+
+def measure_pairs(
+    manifest: dict[str, Any],
+    cat: dict[str, Any],
+    decisions: dict[str, Any],
+    lib: dict[str, Any],
+    preset: str,
+    workers: int,
+) -> list[dict[str, Any]]:
+    """:func:`measure_pair` for every mined true pair, on ``workers`` processes."""
+    by_id = {p["id"]: p for p in cat["pairs"]}
+    songs = {s["id"]: s for s in manifest["songs"]}
+    jobs = [
+        {
+            "song": songs[sid],
+            "pair": by_id[pid],
+            "library": str(lib["library"]),
+            "truth": str(lib["truth"]),
+            "preset": preset,
+        }
+        for sid, pid in sorted(decisions["found"].items())
+    ]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
+        return list(pool.map(measure_pair, jobs))
+
+
+def summarise_pairs(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians, 95th percentiles and maxima of the per-pair measurements."""
+    if not rows:
+        return {"pairs": 0}
+    err = np.abs([r["align_error"] for r in rows])
+    gain = np.abs([r["gain_error_db"] for r in rows])
+    mined = np.array([r["sdr_mined"] for r in rows])
+    oracle = np.array([r["sdr_oracle"] for r in rows])
+    clean = np.array([r["sdr_clean"] for r in rows])
+    ok = np.isfinite(mined) & np.isfinite(oracle)
+    loss = oracle[ok] - mined[ok]
+    return {
+        "pairs": len(rows),
+        "align_error_median": float(np.median(err)),
+        "align_error_p95": float(np.percentile(err, 95)),
+        "align_error_max": float(err.max()),
+        "align_exact_fraction": float(np.mean(err == 0)),
+        "truth_measured_agree_fraction": float(
+            np.mean([abs(r["offset_true"] - r["offset_measured"]) <= 1 for r in rows])
+        ),
+        "polarity_ok_fraction": float(np.mean([r["polarity_ok"] for r in rows])),
+        "gain_error_db_median": float(np.median(gain)),
+        "gain_error_db_p95": float(np.percentile(gain, 95)),
+        "gain_error_db_max": float(gain.max()),
+        "sdr_clips": int(ok.sum()),
+        "sdr_mined_median": float(np.median(mined[ok])) if ok.any() else float("nan"),
+        "sdr_oracle_median": float(np.median(oracle[ok])) if ok.any() else float("nan"),
+        "sdr_clean_median": float(np.median(clean[ok])) if ok.any() else float("nan"),
+        "sdr_loss_median": float(np.median(loss)) if ok.any() else float("nan"),
+        "sdr_loss_p95": float(np.percentile(loss, 95)) if ok.any() else float("nan"),
+        "sdr_loss_max": float(loss.max()) if ok.any() else float("nan"),
+    }
+
+
+# --- fingerprint speed --------------------------------------------------------------------------
+
+
+def fingerprint_speed(manifest: dict[str, Any], library: Path, files: int) -> dict[str, Any]:
+    """Real-time factor of fingerprinting, alone and with decoding, on the library's originals."""
+    paths = [s["original"]["path"] for s in manifest["songs"] if s["original"]][:files]
+    audio_s = decode_s = fp_s = 0.0
+    for rel in paths:
+        start = time.perf_counter()
+        audio, sr = load_audio(library / rel, sr=DEFAULT_PARAMS.sample_rate, mono=True)
+        decode_s += time.perf_counter() - start
+        start = time.perf_counter()
+        fingerprint(audio, sr)
+        fp_s += time.perf_counter() - start
+        audio_s += audio.shape[1] / sr
+    out = {
+        "files": len(paths),
+        "audio_s": audio_s,
+        "fingerprint_s": fp_s,
+        "decode_s": decode_s,
+        "x_realtime": audio_s / fp_s if fp_s else float("nan"),
+        "x_realtime_with_decode": audio_s / (fp_s + decode_s) if fp_s else float("nan"),
+    }
+    reference = ROOT / "bench" / "results" / "fingerprint.json"
+    if reference.is_file():
+        rows = json.loads(reference.read_text())["rows"]
+        out["bench_fingerprint_json"] = {r["case"]: r["x_realtime"] for r in rows}
+    return out
+
+
+# --- one source ---------------------------------------------------------------------------------
+
+
+def run_source(source: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Build (or reuse), mine, score: everything the tables and the JSON need for one source."""
+    count = args.count if args.count is not None else DEFAULTS[source]["count"]
+    skip = (
+        DEFAULTS[source]["segment_skip_s"] if args.segment_skip_s is None else args.segment_skip_s
+    )
+    lib = ensure_library(source, count, args.seed, args.duration, workdir)
+    manifest = lib["manifest"]
+    run_dir = workdir / "runs" / library_key(source, count, args.seed, args.duration)
+    console.log(f"mining {lib['library']} ({manifest['count']} songs) with {args.workers} workers")
+    mine = run_mine(lib["library"], run_dir, skip, args.workers, args.preset)
+    cat = read_catalog(Path(mine["config"]), lib["library"])
+    decisions = score_decisions(manifest, cat)
+    console.log(f"scoring {len(decisions['found'])} mined true pairs against the stems")
+    rows = measure_pairs(manifest, cat, decisions, lib, args.preset, args.workers)
+    cores = min(args.workers, os.cpu_count() or args.workers)
+    mined = decisions["mined_pairs"]
+    throughput = {
+        "wall_s": mine["wall_s"],
+        "flow_body_s": cat["flow_body_s"],
+        "cpu_s": mine["cpu_s"],
+        "cores": cores,
+        "mined_pairs": mined,
+        "seconds_per_pair_core": mine["wall_s"] * cores / mined if mined else float("nan"),
+        "cpu_seconds_per_pair": mine["cpu_s"] / mined if mined else float("nan"),
+        "load_average": os.getloadavg(),
+    }
+    fp_speed = fingerprint_speed(manifest, lib["library"], args.fingerprint_files)
+    files = sum(1 for p in lib["library"].rglob("*") if p.is_file())
+    return {
+        "source": source,
+        "library": str(lib["library"]),
+        "config": mine["config"],
+        "songs": manifest["count"],
+        "files": files,
+        "library_minutes": total_minutes(manifest),
+        "song_minutes_median": float(
+            np.median([s["content_duration_s"] for s in manifest["songs"]]) / 60
+        ),
+        "segment_skip_s": skip,
+        "preset": args.preset,
+        "library_cached": lib["cached"],
+        "library_build_s": lib["build_s"],
+        "decisions": decisions,
+        "pairs": summarise_pairs(rows),
+        "pair_rows": rows,
+        "throughput": throughput,
+        "fingerprint_speed": fp_speed,
+    }
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+def _f(value: Any, fmt: str = ".2f") -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    return format(value, fmt)
+
+
+def _mark(ok: bool) -> str:
+    return "[green]✓[/green]" if ok else "[red]✗[/red]"
+
+
+def _spread(stats: dict[str, Any], prefix: str, fmt: str) -> str:
+    """``median / p95 / max`` of one measure, or ``-`` without mined pairs."""
+    if not stats.get("pairs"):
+        return "-"
+    return " / ".join(_f(stats[f"{prefix}_{k}"], fmt) for k in ("median", "p95", "max"))
+
+
+def _summary_rows(r: dict[str, Any]) -> list[str]:
+    """One source's column of the summary table (order as in :data:`SUMMARY_ROWS`)."""
+    d, p, t, fp = r["decisions"], r["pairs"], r["throughput"], r["fingerprint_speed"]
+    has = bool(p.get("pairs"))
+    decoys_ok = sum(x["ok"] for x in d["decoys"])
+    align_ok = has and p["align_error_median"] == 0 and p["align_error_p95"] <= TARGETS["align_p95"]
+    gain_ok = has and p["gain_error_db_median"] <= TARGETS["gain_median_db"]
+    sdr_ok = has and p["sdr_loss_median"] <= TARGETS["sdr_loss_db"]
+    speed = t["seconds_per_pair_core"]
+    return [
+        f"{r['songs']} / {r['files']} / {r['library_minutes']:.0f}",
+        f"{r['song_minutes_median']:.2f}",
+        str(d["expected_pairs"]),
+        f"{d['mined_pairs']} ({d['true_positives']})",
+        f"{d['precision']:.3f} {_mark(d['precision'] >= TARGETS['precision'])}",
+        f"{d['recall']:.3f} {_mark(d['recall'] >= TARGETS['recall'])}",
+        f"{decoys_ok}/{len(d['decoys'])} {_mark(decoys_ok == len(d['decoys']))}",
+        f"{_spread(p, 'align_error', '.0f')} {_mark(align_ok)}",
+        f"{100 * p['align_exact_fraction']:.0f} %" if has else "-",
+        f"{100 * p['truth_measured_agree_fraction']:.0f} %" if has else "-",
+        f"{_spread(p, 'gain_error_db', '.3f')} {_mark(gain_ok)}",
+        " / ".join(_f(p.get(f"sdr_{k}_median")) for k in ("mined", "oracle", "clean")),
+        f"{_spread(p, 'sdr_loss', '.2f')} {_mark(sdr_ok)}",
+        f"{t['wall_s']:.0f} ({_f(t['flow_body_s'], '.0f')})",
+        f"{_f(speed)} ({t['cores']} cores) {_mark(speed <= TARGETS['seconds_per_pair_core'])}",
+        _f(t["cpu_seconds_per_pair"]),
+        f"{fp['x_realtime']:.0f} ({fp['x_realtime_with_decode']:.0f})",
+    ]
+
+
+SUMMARY_ROWS = (
+    ("songs / files / minutes of audio", ""),
+    ("median song length, min", ""),
+    ("true pairs passing the filters", ""),
+    ("mined pairs (of them true)", ""),
+    ("pair precision", f"≥ {TARGETS['precision']}"),
+    ("pair recall", f"≥ {TARGETS['recall']}"),
+    ("decoys with the expected outcome", "all"),
+    ("alignment error, samples: median / p95 / max", f"0 / ≤ {TARGETS['align_p95']}"),
+    ("alignment exact to the sample", ""),
+    ("truth: manifest and cross-correlation agree (±1)", ""),
+    ("gain error, dB: median / p95 / max", f"≤ {TARGETS['gain_median_db']}"),
+    ("vocal SDR: mined / true offset+gain / clean stem, dB", ""),
+    ("SDR loss vs true offset+gain, dB: median / p95 / max", f"≤ {TARGETS['sdr_loss_db']}"),
+    ("mine wall time, s (flow body)", ""),
+    ("s per pair per core (wall × cores / pairs)", f"≤ {TARGETS['seconds_per_pair_core']}"),
+    ("CPU s per mined pair (command + children)", ""),
+    ("fingerprint × real time (with decoding)", ""),
+)
+
+
+def _catalog_said(miss: dict[str, Any]) -> str:
+    """What the catalog recorded about a missed true pair, one line per pair or track."""
+    lines = []
+    for q in miss["pairs"]:
+        line = f"{q['status']} {q['reason'] or ''} [{q['source']}] {q['detail'] or ''}"
+        if q["instrumental"] != miss["instrumental"]:
+            line += f" — with {q['instrumental']}"
+        elif q["original"] != miss["original"]:
+            line += f" — with {q['original']}"
+        lines.append(" ".join(line.split()))
+    lines += [
+        f"track {Path(k).name}: {', '.join(v)}" for k, v in miss["track_reasons"].items() if v
+    ]
+    return "\n".join(lines) or "no pair, no reason"
+
+
+def print_source_tables(name: str, r: dict[str, Any]) -> None:
+    """Decoys, missed true pairs, false positives and the worst mined pairs of one source."""
+    decoys = Table(title=f"{name}: decoys — kind → expected → got")
+    for col in ("kind", "song", "expected", "got", "ok", "files"):
+        decoys.add_column(col)
+    for x in r["decisions"]["decoys"]:
+        decoys.add_row(
+            x["kind"],
+            str(x["song"] or "-"),
+            x["expected"],
+            x["got"],
+            _mark(x["ok"]),
+            "\n".join(x["paths"]),
+        )
+    console.print(decoys)
+    misses = r["decisions"]["misses"]
+    if misses:
+        table = Table(title=f"{name}: true pairs not mined ({len(misses)})")
+        for col in ("song", "discovery", "files", "what the catalog says"):
+            table.add_column(col)
+        for m in misses:
+            files = f"{m['original']}\n{m['instrumental']}"
+            table.add_row(m["song"], m["discovery"], files, _catalog_said(m))
+        console.print(table)
+    false_pos = r["decisions"]["false_positives"]
+    if false_pos:
+        table = Table(title=f"{name}: mined pairs that are not true pairs ({len(false_pos)})")
+        for col in ("original", "instrumental", "source", "songs"):
+            table.add_column(col)
+        for x in false_pos:
+            songs = f"{x['original_song']} / {x['instrumental_song']}"
+            table.add_row(x["original"], x["instrumental"], x["source"], songs)
+        console.print(table)
+    worst = sorted(r["pair_rows"], key=lambda q: -abs(q["align_error"]) - abs(q["gain_error_db"]))
+    if worst:
+        table = Table(title=f"{name}: the five worst mined pairs (alignment, then gain)")
+        for col in ("song", "codecs", "align err", "gain err dB", "SDR loss dB", "instrumental"):
+            table.add_column(col)
+        for q in worst[:5]:
+            table.add_row(
+                q["song"],
+                q["codecs"],
+                str(q["align_error"]),
+                f"{q['gain_error_db']:+.3f}",
+                f"{q['sdr_loss']:.2f}",
+                q["instrumental"],
+            )
+        console.print(table)
+
+
+def print_tables(results: dict[str, dict[str, Any]]) -> None:
+    """The summary against the targets, then each source's detail tables."""
+    table = Table(title="Mining benchmark: the mine flow against the libraries' answer keys")
+    table.add_column("measure")
+    table.add_column("target", justify="right")
+    for name in results:
+        table.add_column(name, justify="right")
+    columns = [_summary_rows(r) for r in results.values()]
+    for i, (label, target) in enumerate(SUMMARY_ROWS):
+        table.add_row(label, target, *(c[i] for c in columns))
+    console.print(table)
+    for name, r in results.items():
+        print_source_tables(name, r)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def _durations(text: str) -> tuple[float, float]:
+    lo, _, hi = text.partition("-")
+    return float(lo), float(hi or lo)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", choices=(*SOURCES, "all"), default="all")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="songs per library (default: 60 synthetic, every MIR-1K song, all 50 MUSDB previews)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--duration",
+        type=_durations,
+        default=(180.0, 240.0),
+        help="synthetic song lengths MIN-MAX seconds (default 180-240)",
+    )
+    parser.add_argument("--workdir", type=Path, default=None, help="libraries and runs (reused)")
+    parser.add_argument("--workers", type=int, default=2, help="Dask workers and scoring processes")
+    parser.add_argument("--preset", choices=("paper", "hq"), default="paper")
+    parser.add_argument(
+        "--segment-skip-s",
+        type=float,
+        default=None,
+        help="override the skip (default 20 s synthetic, 0 for the short mir1k/musdb songs)",
+    )
+    parser.add_argument("--fingerprint-files", type=int, default=6)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    sources = list(SOURCES) if args.source == "all" else [args.source]
+    if any(s != "synthetic" for s in sources) and not DATA.is_dir():
+        sys.exit(
+            f"shared data not found at {DATA} (see ../shared/data/README.md); "
+            "use --source synthetic"
+        )
+    temp = None
+    if args.workdir is None:
+        temp = tempfile.TemporaryDirectory(prefix="vocalmine-bench-mining-")
+        args.workdir = Path(temp.name)
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        results = {s: run_source(s, args, workdir) for s in sources}
+    finally:
+        if temp is not None:
+            temp.cleanup()
+    print_tables(results)
+    payload = {
+        "benchmark": "mining",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python bench/mining.py " + " ".join(sys.argv[1:]),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+        },
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "targets": TARGETS,
+        "sources": results,
+    }
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.results.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float))
+    tmp.replace(args.results)
+    console.print(f"wrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()
