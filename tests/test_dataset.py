@@ -16,6 +16,13 @@ from storage.shards import ShardWriter
 from tests.test_shards import TINY, make_segments
 from training.augment import AugmentConfig, pitch_shift, time_stretch
 from training.dataset import ShardDataset, shuffle_order
+from training.trainer import LOADER_CONTEXT
+
+
+def _context(workers: int) -> dict:
+    """Start loader workers the way the trainer does."""
+    return {"multiprocessing_context": LOADER_CONTEXT} if workers else {}
+
 
 PAIRS = {pair: 1 + pair % 4 for pair in range(12)}  # 30 rows
 
@@ -50,7 +57,7 @@ def test_every_row_exactly_once_per_epoch_across_ranks_and_workers(
         for rank in range(2):
             dataset = ShardDataset(shards, "ds", rank=rank, world_size=2, buffer_size=5)
             dataset.set_epoch(epoch)
-            loader = DataLoader(dataset, batch_size=None, num_workers=workers)
+            loader = DataLoader(dataset, batch_size=None, num_workers=workers, **_context(workers))
             seen.update(keys(list(loader)))
         assert set(seen) == ALL_ROWS
         assert max(seen.values()) == 1
@@ -110,7 +117,9 @@ def test_resuming_at_a_batch_continues_the_stream_exactly(shards: str, workers: 
             shards, "ds", batch_size=4, repeat=True, buffer_size=6, augment=augment
         )
         dataset.start_batch = start
-        loader = iter(DataLoader(dataset, batch_size=None, num_workers=workers))
+        loader = iter(
+            DataLoader(dataset, batch_size=None, num_workers=workers, **_context(workers))
+        )
         return [next(loader) for _ in range(count)]
 
     straight = run(0, 20)  # 80 samples: more than two passes over the 30 rows

@@ -42,6 +42,9 @@ BEST = "best.pt"
 RESULT = "result.json"
 REGISTERED = "registered.json"
 
+#: How DataLoader workers start (see where it is used).
+LOADER_CONTEXT = "forkserver"
+
 
 @dataclass
 class TrainConfig:
@@ -377,6 +380,11 @@ def _train(
         # A private generator keeps loader start-up from consuming the dropout RNG stream.
         "generator": torch.Generator().manual_seed(config.seed),
     }
+    if workers:
+        # Workers start from a clean forkserver, not a fork of this process: inside a Prefect
+        # flow run this process holds server threads and locks that a forked child inherits
+        # half-taken (the child then dies at start).
+        loader_args["multiprocessing_context"] = LOADER_CONTEXT
     val_split = "valid" if manifest["counts"]["splits"].get("valid", {}).get("rows") else "train"
     if val_split == "train" and info.is_main:
         print("no 'valid' rows in the shards: validating on the train split", file=sys.stderr)
@@ -391,7 +399,10 @@ def _train(
         world_size=info.world_size,
     )
     val_workers = min(workers, max(0, len(val_set.groups()) // info.world_size))
-    val_loader = DataLoader(val_set, **{**loader_args, "num_workers": val_workers})
+    val_args = {**loader_args, "num_workers": val_workers}
+    if not val_workers:
+        val_args.pop("multiprocessing_context", None)
+    val_loader = DataLoader(val_set, **val_args)
 
     sink = MetricSink(config, info, state.run_id)
     total = config.total_steps
