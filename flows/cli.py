@@ -121,8 +121,11 @@ def print_counts(title: str, counts: dict[str, object]) -> None:
 def _register() -> None:
     """Attach the verbs that live with their flows."""
     from flows.dashboard import dashboard_command
+    from flows.deployments import serve_command
     from flows.evaluate import evaluate_command
+    from flows.library import library_build_command
     from flows.mine import mine_command, pairs_command
+    from flows.retrain import retrain_command
     from flows.separate import separate_command
     from flows.train import train_command
 
@@ -131,7 +134,10 @@ def _register() -> None:
     app.command("train")(train_command)
     app.command("separate")(separate_command)
     app.command("evaluate")(evaluate_command)
+    app.command("retrain")(retrain_command)
     app.command("dashboard")(dashboard_command)
+    app.command("serve")(serve_command)
+    library_app.command("build")(library_build_command)
 
 
 _register()
