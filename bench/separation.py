@@ -10,7 +10,8 @@ What it measures (``python bench/separation.py --help`` for the knobs):
    sizes, ``apply_model`` with split, overlap 0.25, one shift), both with random weights since
    nothing can be downloaded. HT-Demucs is timed on the first ``--demucs-seconds`` of the song
    (its cost is linear in length); the factor is seconds of audio per second of wall time.
-   The host's load average is recorded: the 2 cores are shared, so absolute numbers move with it.
+   Each system runs ``--repeat`` times and the fastest run counts; the host's load average is
+   recorded, since the 2 cores are shared and absolute numbers move with it.
 2. **Peak memory** (``VmHWM``, the peak resident set of a fresh subprocess separating a WAV file
    with the paper preset; ``ru_maxrss`` would inherit the parent's peak across ``exec``) for a
    10-minute and a 60-minute input: streaming keeps it flat.
@@ -96,20 +97,26 @@ def build_song(seconds: float, path: Path) -> Path:
     return path
 
 
-def timed(run: Any) -> tuple[float, float]:
-    """Wall and process-CPU seconds of ``run()``."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    run()
-    return time.perf_counter() - wall, time.process_time() - cpu
+def timed(run: Any, repeat: int) -> dict[str, Any]:
+    """Wall and process-CPU seconds of the fastest of ``repeat`` calls of ``run()``.
+
+    The fastest run is the one least disturbed by other work on the shared cores.
+    """
+    runs = []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
+    best = min(runs)
+    return {"wall_s": best[0], "cpu_s": best[1], "all_wall_s": [round(w, 3) for w, _ in runs]}
 
 
-def ours(preset: str, song: Path, out: Path) -> dict[str, Any]:
+def ours(preset: str, song: Path, out: Path, repeat: int) -> dict[str, Any]:
     torch.manual_seed(0)
     separator = Separator(build_model("unet", preset))
     size, _ = separator.chunks.block_samples(44100, separator.preset)
     separator.separate_array(np.zeros((2, size + 44100), np.float32), 44100)  # warm-up
-    wall, cpu = timed(lambda: separator.separate_file(song, out / preset, overwrite=True))
-    return {"wall_s": wall, "cpu_s": cpu}
+    return timed(lambda: separator.separate_file(song, out / preset, overwrite=True), repeat)
 
 
 def torchaudio_shim() -> None:
@@ -127,7 +134,7 @@ def write_stems(out: Path, stems: dict[str, np.ndarray], rate: int) -> None:
         sf.write(out / f"{name}.wav", audio.T, rate, subtype="PCM_24")
 
 
-def open_unmix(song: Path, out: Path) -> dict[str, Any]:
+def open_unmix(song: Path, out: Path, repeat: int) -> dict[str, Any]:
     torchaudio_shim()
     from openunmix.model import OpenUnmix
     from openunmix.model import Separator as UmxSeparator
@@ -147,11 +154,10 @@ def open_unmix(song: Path, out: Path) -> dict[str, Any]:
             est = separator(torch.from_numpy(audio.T.copy())[None])[0].numpy()
         write_stems(out / "umx", {"vocals": est[0], "accompaniment": est[1]}, rate)
 
-    wall, cpu = timed(run)
-    return {"wall_s": wall, "cpu_s": cpu, "model": "OpenUnmix umxhq sizes, niter=1, residual"}
+    return {**timed(run, repeat), "model": "OpenUnmix umxhq sizes, niter=1, residual"}
 
 
-def ht_demucs(song: Path, out: Path, seconds: float) -> dict[str, Any]:
+def ht_demucs(song: Path, out: Path, seconds: float, repeat: int) -> dict[str, Any]:
     torchaudio_shim()
     from demucs.apply import apply_model
     from demucs.htdemucs import HTDemucs
@@ -169,19 +175,19 @@ def ht_demucs(song: Path, out: Path, seconds: float) -> dict[str, Any]:
             out / "htdemucs", {"vocals": est[3], "accompaniment": est[0] + est[1] + est[2]}, rate
         )
 
-    wall, cpu = timed(run)
-    return {"wall_s": wall, "cpu_s": cpu, "seconds": seconds, "model": "HTDemucs defaults"}
+    return {**timed(run, repeat), "seconds": seconds, "model": "HTDemucs defaults"}
 
 
 def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     song = build_song(args.song_seconds, work / "song.wav")
     duration = sf.info(song).duration
     rows: dict[str, Any] = {}
-    runs = [("vocalmine paper", lambda: ours("paper", song, work))]
-    runs.append(("vocalmine hq", lambda: ours("hq", song, work)))
+    n = args.repeat
+    runs = [("vocalmine paper", lambda: ours("paper", song, work, n))]
+    runs.append(("vocalmine hq", lambda: ours("hq", song, work, n)))
     if not args.skip_competitors:
-        runs.append(("Open-Unmix", lambda: open_unmix(song, work)))
-        runs.append(("HT-Demucs", lambda: ht_demucs(song, work, args.demucs_seconds)))
+        runs.append(("Open-Unmix", lambda: open_unmix(song, work, n)))
+        runs.append(("HT-Demucs", lambda: ht_demucs(song, work, args.demucs_seconds, n)))
     for name, run in runs:
         before = load_average()
         console.print(f"timing {name} (load {before}) ...")
@@ -231,7 +237,14 @@ def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             f"{r['load_before']}→{r['load_after']}",
         )
     console.print(table)
-    return {"song_s": duration, "threads": torch.get_num_threads(), "systems": rows}
+    loads = [r["load_before"] for r in rows.values() if "load_before" in r]
+    return {
+        "song_s": duration,
+        "threads": torch.get_num_threads(),
+        "repeat": args.repeat,
+        "max_load": max(loads, default=None),
+        "systems": rows,
+    }
 
 
 CHILD = """
@@ -384,6 +397,7 @@ def main() -> None:
     parser.add_argument("--eval-tracks", type=int, default=50)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs; the fastest counts")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-competitors", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
@@ -401,7 +415,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vocalmine-bench-") as tmp:
         work = Path(tmp)
         if not args.skip_speed:
-            results[f"speed_threads{args.threads}"] = speed(args, work)
+            run = speed(args, work)
+            run["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+            results.setdefault("speed_runs", []).append(run)
             save(results)
         if not args.skip_memory:
             results["memory"] = memory(args, work)

@@ -71,7 +71,7 @@ def score_task(
     baselines: bool,
 ) -> EvaluationResult:
     """Separate and score every track with every system."""
-    label, tracks = open_dataset(dataset, limit)
+    data = open_dataset(dataset, limit)
     systems, descriptions = baseline_systems() if baselines else ({}, {})
     if model is not None:
         for variant in variants:
@@ -83,10 +83,11 @@ def score_task(
         raise ValueError("nothing to evaluate: no model and no baselines")
     logger = get_run_logger()
     return run_evaluation(
-        tracks,
+        data.tracks,
         systems,
-        dataset=label,
+        dataset=data.label,
         descriptions=descriptions,
+        decoding=data.decoding,
         on_track=lambda name: logger.info("scored %s", name),
     )
 

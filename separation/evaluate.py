@@ -6,8 +6,9 @@ SAR, ISR); a track's score is the median over its frames (NaN frames, where the 
 silent, are ignored) and a system's score is the median over tracks (the mean is kept too).
 NSDR (seeds/004) is a track's SDR minus the SDR of the unprocessed mixture (the MIX baseline).
 
-References are decoded to 16-bit PCM (ffmpeg ``s16le``) because museval's SIR/SAR are unstable
-with float decodes of AAC (shared/data/README.md); every result says so in its ``decoding`` field.
+MUSDB references are decoded to 16-bit PCM (ffmpeg ``s16le``) because museval's SIR/SAR are
+unstable with float decodes of AAC (shared/data/README.md); every result says how its audio was
+decoded in its ``decoding`` field.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ SOURCES: tuple[str, str] = ("vocals", "accompaniment")
 METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR", "ISR")
 MUSDB_STREAMS = {"mixture": 0, "drums": 1, "bass": 2, "other": 3, "vocals": 4}
 DECODING = "references and mixtures decoded to 16-bit PCM (ffmpeg s16le), scored as float"
+MIR1K_DECODING = "16-bit FLAC clips read as 16-bit PCM, scored as float"
+LIBRARY_DECODING = "24-bit FLAC true stems; originals decoded by libsndfile/ffmpeg to float"
 
 
 @dataclass
@@ -58,6 +61,7 @@ class EvaluationResult:
     dataset: str
     systems: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    decoding: str = DECODING
 
     def tracks(self) -> pd.DataFrame:
         """Median over frames per (system, track, source, metric), plus NSDR rows."""
@@ -96,7 +100,7 @@ class EvaluationResult:
             "dataset": self.dataset,
             "systems": self.systems,
             "notes": self.notes,
-            "decoding": DECODING,
+            "decoding": self.decoding,
             "aggregation": "median over 1 s frames per track, then median (and mean) over tracks",
             "tracks": sorted(self.frames.track.unique().tolist()),
             "scores": nested,
@@ -224,53 +228,42 @@ def mir1k_tracks(root: str | Path, count: int | None = 100, seed: int = 0) -> It
         )
 
 
-def manifest_tracks(manifest: str | Path, limit: int | None = None) -> Iterator[EvalTrack]:
-    """Tracks of a test library's ground-truth manifest (``mining.library_builder``).
+def manifest_tracks(
+    manifest: str | Path, limit: int | None = None, library: str | Path | None = None
+) -> Iterator[EvalTrack]:
+    """Songs of a test library's answer key (``mining.library_builder``, schema 1).
 
-    Each entry names the original (mixture) file and its true stems; paths are relative to the
-    manifest's folder. Entries without true vocals are skipped.
+    Every song with an original file and true stems is a track. Stems are on the original's
+    timeline and rate, and a decoded MP3 original starts ``codec_delay_samples`` late, so that
+    many samples are dropped before comparing. Library paths are relative to ``library``
+    (default: the manifest folder's name without ``.truth``), stem paths to the manifest folder.
     """
     path = Path(manifest)
     data = json.loads(path.read_text(encoding="utf-8"))
-    entries = data.get("tracks") or data.get("pairs") or data.get("entries") or []
-    base = path.parent
-    count = 0
-    for entry in entries:
-        if limit is not None and count >= limit:
-            return
-        mix_path = _entry_path(entry, base, ("original", "mixture", "mix"))
-        vocals_path = _entry_path(entry, base, ("vocals", "true_vocals"))
-        accomp_path = _entry_path(
-            entry, base, ("accompaniment", "instrumental", "true_instrumental")
-        )
-        if mix_path is None or vocals_path is None or accomp_path is None:
-            continue
-        mixture, rate = load_audio(mix_path)
-        vocals, _ = load_audio(vocals_path, sr=rate)
-        accompaniment, _ = load_audio(accomp_path, sr=rate)
-        n = min(mixture.shape[1], vocals.shape[1], accompaniment.shape[1])
+    if data.get("schema_version") != 1 or "songs" not in data:
+        raise ValueError(f"{path}: not a library answer key (schema_version 1 with songs)")
+    truth = path.parent
+    root = Path(library) if library else truth.with_name(truth.name.removesuffix(".truth"))
+    songs = [s for s in data["songs"] if s.get("original") and s.get("stems")]
+    for song in songs[:limit]:
+        original = song["original"]
+        mixture, rate = load_audio(root / original["path"])
+        vocals, _ = load_audio(truth / song["stems"]["vocals"], sr=rate)
+        accompaniment, _ = load_audio(truth / song["stems"]["accompaniment"], sr=rate)
+        delay = int(original.get("codec_delay_samples") or 0)
+        n = min(vocals.shape[1], accompaniment.shape[1], mixture.shape[1] - delay)
         channels = mixture.shape[0]
+        lossy = original.get("codec") == "mp3"
         yield EvalTrack(
-            name=str(entry.get("name") or entry.get("title") or mix_path.stem),
-            mixture=mixture[:, :n],
+            name=f"{song['id']} {song['artist']} - {song['title']}",
+            mixture=mixture[:, delay : delay + n],
             references={
                 "vocals": _channels(vocals[:, :n], channels),
                 "accompaniment": _channels(accompaniment[:, :n], channels),
             },
             sample_rate=rate,
+            note=f"original is {original['bitrate_kbps']} kbps MP3" if lossy else "",
         )
-        count += 1
-
-
-def _entry_path(entry: dict[str, Any], base: Path, keys: Iterable[str]) -> Path | None:
-    for key in keys:
-        value = entry.get(key) or entry.get(f"{key}_path")
-        if isinstance(value, dict):
-            value = value.get("path")
-        if value:
-            candidate = Path(value)
-            return candidate if candidate.is_absolute() else base / candidate
-    return None
 
 
 def _channels(audio: np.ndarray, channels: int) -> np.ndarray:
@@ -347,6 +340,7 @@ def evaluate(
     *,
     dataset: str,
     descriptions: dict[str, str] | None = None,
+    decoding: str = DECODING,
     window_s: float = 1.0,
     on_track: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
@@ -356,6 +350,10 @@ def evaluate(
     for track in tracks:
         if track.note:
             notes[track.name] = track.note
+        silent = [s for s in SOURCES if not np.any(track.references[s])]
+        if silent:  # BSSEval is undefined for an all-zero reference
+            notes[track.name] = f"skipped: no {' or '.join(silent)} in the reference"
+            continue
         for name, system in systems.items():
             scores = score_track(track, system(track), window_s)
             scores.insert(0, "track", track.name)
@@ -368,7 +366,7 @@ def evaluate(
     table = pd.concat(frames, ignore_index=True)
     for column in ("system", "track", "source", "metric"):
         table[column] = table[column].astype("string")
-    return EvaluationResult(table, dataset, descriptions or {}, notes)
+    return EvaluationResult(table, dataset, descriptions or {}, notes, decoding)
 
 
 def default_dataset() -> Path | None:
@@ -381,22 +379,38 @@ def default_dataset() -> Path | None:
     return None
 
 
-def open_dataset(path: str | Path, limit: int | None = None) -> tuple[str, Iterator[EvalTrack]]:
-    """Recognise a dataset: a musdb folder (``*.stem.mp4``), a MIR-1K folder (``*.flac``), or
-    a test library's ground-truth manifest (a ``.json`` file, or a folder holding
-    ``manifest.json``). Returns its label and its tracks."""
+@dataclass
+class Dataset:
+    """Tracks to score, a label for reports, and how their audio was decoded."""
+
+    label: str
+    tracks: Iterator[EvalTrack]
+    decoding: str
+
+
+def open_dataset(path: str | Path, limit: int | None = None) -> Dataset:
+    """Recognise a dataset: a musdb folder (``*.stem.mp4``), a MIR-1K folder (``*.flac``), a
+    test library's answer key (its ``manifest.json``, the ``.truth`` folder holding it, or the
+    library folder beside that)."""
     root = Path(path)
+    manifest = None
     if root.is_file() and root.suffix == ".json":
-        return f"library:{root.parent.name}", manifest_tracks(root, limit)
+        manifest = root
+    elif (root / "manifest.json").is_file():
+        manifest = root / "manifest.json"
+    elif (root.parent / f"{root.name}.truth" / "manifest.json").is_file():
+        manifest = root.parent / f"{root.name}.truth" / "manifest.json"
+    if manifest is not None:
+        name = manifest.parent.name.removesuffix(".truth")
+        return Dataset(f"library:{name}", manifest_tracks(manifest, limit), LIBRARY_DECODING)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such dataset folder or manifest")
     if any(root.glob("*.stem.mp4")):
-        return f"musdb:{root.parent.name}/{root.name}", musdb_tracks(root, limit)
-    if (root / "manifest.json").is_file():
-        return f"library:{root.name}", manifest_tracks(root / "manifest.json", limit)
+        label = f"musdb:{root.parent.name}/{root.name}"
+        return Dataset(label, musdb_tracks(root, limit), DECODING)
     if any(root.glob("*.flac")):
-        return f"mir1k:{root.name}", mir1k_tracks(root, count=limit or 100)
-    raise FileNotFoundError(f"{root}: not a musdb folder, a MIR-1K folder or a library manifest")
+        return Dataset(f"mir1k:{root.name}", mir1k_tracks(root, count=limit or 100), MIR1K_DECODING)
+    raise FileNotFoundError(f"{root}: not a musdb folder, a MIR-1K folder or a library answer key")
 
 
 def baseline_systems(

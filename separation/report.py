@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from separation.evaluate import DECODING, SOURCES, EvaluationResult  # noqa: E402
+from separation.evaluate import SOURCES, EvaluationResult  # noqa: E402
 
 TABLE_METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR", "NSDR")
 PLOT_METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR")
@@ -94,7 +94,7 @@ def render_report(result: EvaluationResult, out_dir: str | Path) -> Path:
         "",
         f"{result.frames.track.nunique()} tracks; museval v4, 1 s frames; median over frames, "
         "then median over tracks (SDR mean also shown). NSDR = SDR − SDR of the mixture.",
-        f"Decoding: {DECODING}.",
+        f"Decoding: {result.decoding}.",
         "",
         markdown_table(summary_table(result)),
         "",

@@ -52,7 +52,7 @@ from separation.postprocess import (
     gate_hop,
     wiener,
 )
-from separation.streams import AudioStream, StemWriter
+from separation.streams import AudioStream, StemWriter, WriteBehind
 from training.models import SeparationModel
 
 SOURCES: tuple[str, str] = ("vocals", "accompaniment")
@@ -201,10 +201,14 @@ class Separator:
                 size, _ = self.chunks.block_samples(rate, self.preset)
                 chunks = self.stream(stream.blocks(size), channels, rate)
                 if self.post.gate is None:
-                    for mix, vocals in chunks:
-                        _write(final, mix, vocals)
-                        if progress:
-                            progress(mix.shape[1] / rate)
+                    behind = WriteBehind()
+                    try:
+                        for mix, vocals in chunks:
+                            behind.put(_write, final, mix, vocals)
+                            if progress:
+                                progress(mix.shape[1] / rate)
+                    finally:
+                        behind.close()
                 else:
                     self._gated(chunks, final, Path(out_dir), rate, channels, writers, progress)
             except BaseException:

@@ -5,16 +5,20 @@ must not. Reading goes through libsndfile's seekable block reads where it knows 
 through an ``ffmpeg`` pipe (32-bit float PCM on stdout) for everything else. Writing streams into
 a temporary file beside the target and renames it into place only when the stem is complete, so an
 interrupted run never leaves a truncated stem under the final name. WAV/FLAC go through
-libsndfile (24-bit PCM by default); MP3 through lameenc's incremental encoder.
+libsndfile: WAV as 32-bit float by default (no conversion cost, no clipping of stems that
+exceed full scale, so they sum to the input exactly), FLAC as 24-bit PCM; MP3 goes through
+lameenc's incremental encoder.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -141,7 +145,7 @@ class StemWriter:
         sample_rate: int,
         channels: int,
         *,
-        subtype: str = "PCM_24",
+        subtype: str | None = None,
         bitrate_kbps: int = 320,
         expected_frames: int | None = None,
     ) -> None:
@@ -172,6 +176,8 @@ class StemWriter:
             self._fh = self._tmp.open("wb")
         else:
             fmt = "WAV" if self.format == "wav" else "FLAC"
+            if subtype is None:
+                subtype = "FLOAT" if fmt == "WAV" else "PCM_24"
             width = {"PCM_16": 2, "PCM_24": 3}.get(subtype, 4)
             frames = expected_frames if expected_frames is not None else sample_rate * 3600 * 4
             if fmt == "WAV" and frames * channels * width > 2**32 - 2**20:
@@ -215,3 +221,40 @@ class StemWriter:
             self._fh.write(bytes(self._mp3.flush()))
             self._fh.close()
             self._mp3 = None
+
+
+class WriteBehind:
+    """Runs writes on one background thread so disk I/O overlaps the next block's separation.
+
+    At most ``depth`` pending writes are queued (bounded memory); the first error is raised by
+    the next :meth:`put` or by :meth:`close`.
+    """
+
+    def __init__(self, depth: int = 2) -> None:
+        self._queue: queue.Queue[tuple[Callable[..., None], tuple[object, ...]] | None] = (
+            queue.Queue(depth)
+        )
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="stem-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, function: Callable[..., None], *args: object) -> None:
+        """Queue ``function(*args)``."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put((function, args))
+
+    def close(self) -> None:
+        """Wait for every queued write; re-raise the first failure."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    item[0](*item[1])
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    self._error = exc

@@ -11,13 +11,13 @@ import museval
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 import typer
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 from typer.testing import CliRunner
 
 from flows.evaluate import evaluate_command
+from mining.library_builder import build_library
 from separation.evaluate import (
     SOURCES,
     EvalTrack,
@@ -139,25 +139,33 @@ def test_mir1k_clips_are_drawn_reproducibly_with_mono_mixtures(mir1k_dir: Path) 
     )
 
 
-def test_a_library_manifest_with_true_stems_is_a_dataset(tmp_path: Path) -> None:
-    rate = 8000
-    rng = np.random.default_rng(0)
-    vocals = rng.standard_normal((2, rate)).astype(np.float32) * 0.1
-    accompaniment = rng.standard_normal((2, rate)).astype(np.float32) * 0.1
-    for name, audio in (("v", vocals), ("a", accompaniment), ("m", vocals + accompaniment)):
-        sf.write(tmp_path / f"{name}.wav", audio.T, rate, subtype="FLOAT")
-    manifest = {
-        "tracks": [
-            {"name": "song", "original": "m.wav", "vocals": "v.wav", "instrumental": "a.wav"},
-            {"name": "no truth", "original": "m.wav"},
-        ]
-    }
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    label, tracks = open_dataset(tmp_path)
-    (track,) = list(tracks)
-    assert label.startswith("library:") and track.name == "song"
-    np.testing.assert_allclose(track.references["vocals"], vocals, atol=1e-7)
-    assert [t.name for t in manifest_tracks(tmp_path / "manifest.json", limit=0)] == []
+@pytest.fixture(scope="module")
+def small_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three short synthetic songs built by the library builder (WAV and MP3 originals)."""
+    root = tmp_path_factory.mktemp("library") / "lib"
+    build_library("synthetic", root, count=3, duration_range=(25.0, 30.0), seed=0)
+    return root
+
+
+def test_a_test_librarys_answer_key_is_a_dataset_aligned_to_its_originals(
+    small_library: Path,
+) -> None:
+    manifest = json.loads((small_library.parent / "lib.truth" / "manifest.json").read_text())
+    codecs = {s["original"]["codec"] for s in manifest["songs"] if s["original"]}
+    assert "mp3" in codecs  # the MP3 codec delay must be undone to line up with the stems
+    dataset = open_dataset(small_library)
+    tracks = list(dataset.tracks)
+    assert dataset.label == "library:lib" and "24-bit FLAC" in dataset.decoding
+    assert len(tracks) == sum(1 for s in manifest["songs"] if s["original"] and s["stems"])
+    for track in tracks:  # the original lines up with its stems (MP3 delay undone)
+        residual = track.mixture - track.references["vocals"] - track.references["accompaniment"]
+        assert np.sum(residual**2) < 0.01 * np.sum(track.mixture**2), track.name
+    mp3 = [t for t in tracks if "MP3" in t.note][:1]
+    result = evaluate(mp3, {"IRM1": irm_oracle(2048, 512)}, dataset=dataset.label)
+    sdr = result.tracks().query("metric == 'SDR'").set_index("source")["value"]
+    assert sdr["vocals"] > 5 and sdr["accompaniment"] > 10
+    answer_key = small_library.parent / "lib.truth" / "manifest.json"
+    assert len(list(manifest_tracks(answer_key, limit=1))) == 1
 
 
 def test_evaluate_command_runs_the_flow_and_publishes_artifacts(
@@ -206,3 +214,20 @@ def test_unknown_dataset_is_a_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert result.output.strip().startswith("error:") and "\n" not in result.output.strip()
+
+
+def test_a_track_without_vocals_is_skipped_with_a_note() -> None:
+    rng = np.random.default_rng(0)
+    accompaniment = rng.standard_normal((1, 8000)).astype(np.float32)
+    quiet = EvalTrack(
+        "quiet",
+        accompaniment,
+        {"vocals": np.zeros_like(accompaniment), "accompaniment": accompaniment},
+        8000,
+    )
+    loud = EvalTrack(
+        "loud", accompaniment * 2, {"vocals": accompaniment, "accompaniment": accompaniment}, 8000
+    )
+    result = evaluate([quiet, loud], {"MIX": mix_baseline}, dataset="d")
+    assert set(result.frames.track) == {"loud"}
+    assert result.notes["quiet"] == "skipped: no vocals in the reference"

@@ -26,6 +26,7 @@ from separation.chunking import (
     split_patches,
 )
 from separation.masks import full_resolution, high_band_mask, map_to_full_band, ratio_masks
+from separation.postprocess import parse_variant
 from separation.separate import (
     OutputExistsError,
     Separator,
@@ -93,7 +94,7 @@ def test_files_keep_rate_channels_and_exact_length(
         info = sf.info(path)
         assert (info.samplerate, info.channels, info.frames) == (rate, channels, samples)
         stems[stem] = sf.read(path, dtype="float32", always_2d=True)[0].T
-    # 24-bit output: the stems still sum to the input within the quantisation step
+    # float WAV sums exactly; 24-bit FLAC within its quantisation step
     np.testing.assert_allclose(stems["vocals"] + stems["accompaniment"], decoded, atol=2e-6)
 
 
@@ -104,6 +105,27 @@ def test_file_and_in_memory_separation_agree(separator: Separator, tmp_path: Pat
     assert list(vocals) == ["vocals"]
     from_file = sf.read(vocals["vocals"], dtype="float32", always_2d=True)[0].T
     np.testing.assert_allclose(from_file, separator.separate_array(mix, 44100)["vocals"], atol=1e-6)
+
+
+def test_gated_file_in_two_passes_equals_the_in_memory_gate(
+    tiny_model: torch.nn.Module, tmp_path: Path
+) -> None:
+    rate = 16000
+    t = np.arange(rate * 8) / rate
+    mix = (0.3 * np.sin(2 * np.pi * 330 * t) * (t % 4 < 1.5)).astype(np.float32)[None]
+    mix += noise(1, t.size) * 0.01
+    sf.write(tmp_path / "a.wav", mix.T, rate, subtype="FLOAT")
+    separator = Separator(tiny_model, post=parse_variant("gate=0.3"))
+    written = separator.separate_file(tmp_path / "a.wav", tmp_path / "out")
+    in_memory = separator.separate_array(mix, rate)
+    for stem, path in written.items():
+        audio = sf.read(path, dtype="float32", always_2d=True)[0].T
+        np.testing.assert_allclose(audio, in_memory[stem], atol=1e-6)
+    assert np.any(in_memory["vocals"] == 0)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "accompaniment.wav",
+        "vocals.wav",
+    ]
 
 
 @pytest.mark.slow
