@@ -11,6 +11,7 @@ the catalog so concurrent runs never do the same pair twice.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,6 +49,9 @@ def task_runner(settings: Settings) -> DaskTaskRunner:
     """A Dask runner: the configured scheduler address, else a LocalCluster of worker processes."""
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
+    # Worker start/stop chatter drowns the flow's own progress lines; warnings still show.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     return DaskTaskRunner(
         cluster_kwargs={
             "n_workers": settings.dask_workers,

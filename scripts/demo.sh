@@ -4,15 +4,39 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${DEMO_OUT:-demo-output}"
-export VOCALMINE_DATA_DIR="$OUT/data"
-export PREFECT_HOME="${PREFECT_HOME:-$PWD/$OUT/prefect}"
-export PREFECT_SERVER_ANALYTICS_ENABLED=false
-VM=.venv/bin/vocalmine
 rm -rf "$OUT"
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+export VOCALMINE_DATA_DIR="$OUT/data"
+export PREFECT_HOME="$OUT/prefect"
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180
+VM=.venv/bin/vocalmine
 
-echo "== 1. build a synthetic demo library (with ground truth beside it)"
-$VM library build --from synthetic --count 6 --duration 40-50 --seed 7 --out "$OUT/library"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-echo "== 2. scan it into the catalog"
+step "1. build a synthetic demo library (ground truth kept beside it, in library.truth/)"
+$VM library build --from synthetic --count 12 --duration 60-75 --seed 7 --out "$OUT/library"
+
+step "2. scan it into the catalog"
 $VM scan "$OUT/library"
+
+step "3. mine (original, instrumental) pairs into Parquet shards (Prefect flow on a Dask LocalCluster)"
+$VM mine "$OUT/library"
+
+step "4. explain one decision"
+$VM pairs --why 1
+
+step "5. train a tiny U-Net for a few steps on CPU and register it"
+$VM train --width 4 --max-steps 20 --steps-per-epoch 10 --batch-size 4 --workers 0 --promote
+
+step "6. separate one demo song with the demo model"
+SONG="$(.venv/bin/python -c "import json,sys; m=json.load(open(sys.argv[1])); print(next(s['original']['path'] for s in m['songs'] if s.get('expected') == 'pair'))" "$OUT/library.truth/manifest.json")"
+$VM separate "$OUT/library/$SONG" -o "$OUT/separated"
+
+step "done"
+echo "library:   $OUT/library"
+echo "catalog:   $VOCALMINE_DATA_DIR/catalog.db"
+echo "shards:    $VOCALMINE_DATA_DIR/shards"
+echo "models:    $VOCALMINE_DATA_DIR/models"
+echo "stems:     $(find "$OUT/separated" -type f | sort | tr '\n' ' ')"
