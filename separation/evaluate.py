@@ -201,8 +201,8 @@ def track_quirks(mixture: np.ndarray, vocals: np.ndarray, accompaniment: np.ndar
         share = 100 * np.sqrt(residual / mix_energy)
         notes.append(f"mixture differs from the sum of its stems by {share:.0f} %")
     vocal_db = 10 * np.log10(float(np.sum(vocals.astype(np.float64) ** 2)) / mix_energy + 1e-12)
-    if vocal_db < -30:
-        notes.append(f"almost no vocals ({vocal_db:.0f} dB below the mixture)")
+    if vocal_db < -20:
+        notes.append(f"almost no vocals ({-vocal_db:.0f} dB below the mixture)")
     return "; ".join(notes)
 
 

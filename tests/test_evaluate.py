@@ -81,6 +81,7 @@ def test_musdb_accompaniment_is_the_sum_of_the_other_stems_in_16_bit(musdb_dir: 
 def test_known_musdb_quirk_is_reported_not_hidden(musdb_dir: Path) -> None:
     track = load_musdb_track(musdb_dir / "PR - Oh No.stem.mp4")
     assert "differs from the sum of its stems" in track.note
+    assert "almost no vocals (22 dB below the mixture)" in track.note
 
 
 def synthetic_result() -> EvaluationResult:
