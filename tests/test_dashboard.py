@@ -3,7 +3,7 @@
 ``vocalmine dashboard``'s server (the same code path: :func:`flows.dashboard.running_server`)
 runs on loopback, ``vocalmine mine`` reports a run to it, and Debian's Chromium, driven by
 playwright's Python package (its bundled browsers are never downloaded), opens the run page, the
-counts table and the label-quality histogram. ``VOCALMINE_SCREENSHOTS=DIR`` keeps the
+counts table and the label-quality histogram. ``DASHBOARD_SCREENSHOTS=DIR`` keeps the
 screenshots (docs/dashboard.png is one of them).
 """
 
@@ -53,7 +53,7 @@ def test_the_dashboard_shows_a_finished_mining_run_with_its_artifacts(
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed: apt-get install chromium (make setup does)")
-    shots = Path(os.environ.get("VOCALMINE_SCREENSHOTS", tmp_path / "shots"))
+    shots = Path(os.environ.get("DASHBOARD_SCREENSHOTS", tmp_path / "shots"))
     shots.mkdir(parents=True, exist_ok=True)
     library = make_library(tmp_path / "library", mir1k_dir, pairs=2, clips=2)
     with running_server(port=free_port(), log_path=tmp_path / "prefect.log") as api:
@@ -70,7 +70,7 @@ def test_the_dashboard_shows_a_finished_mining_run_with_its_artifacts(
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM,
-                args=[*BROWSER_ARGS, f"--user-data-dir={tmp_path / 'profile'}"],
+                args=BROWSER_ARGS,  # playwright gives every launch a fresh user-data-dir
                 timeout=TIMEOUT_MS,
             )
             try:
