@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.setup-done
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-fast lint format bench dashboard clean
+.PHONY: setup demo test test-fast lint format bench bench-deps dashboard clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -30,7 +30,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(STAMP)
+bench-deps: $(STAMP)
+	$(PY) -m pip install -qq -e ".[bench]"
+	$(PY) -m pip install -qq --no-deps openunmix demucs
+
+bench: bench-deps
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 dashboard: $(STAMP)
