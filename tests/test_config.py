@@ -20,10 +20,13 @@ def test_defaults_derive_every_location_from_the_data_dir(tmp_path: Path) -> Non
     assert settings.stft_preset == "paper" and settings.dask_address is None
 
 
-def test_file_then_environment_then_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_then_environment_then_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "vocalmine.toml"
-    config.write_text('[vocalmine]\nstft_preset = "hq"\nmax_duration_s = 360\n'
-                      'dask_address = "tcp://file:8786"\n')
+    config.write_text(
+        '[vocalmine]\nstft_preset = "hq"\nmax_duration_s = 360\ndask_address = "tcp://file:8786"\n'
+    )
     assert get_settings(config).stft_preset == "hq"
     monkeypatch.setenv("VOCALMINE_DASK_ADDRESS", "tcp://env:8786")
     monkeypatch.setenv("VOCALMINE_DATA_DIR", str(tmp_path / "env-data"))
