@@ -58,15 +58,15 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def count_rows(counts: Mapping[str, Any]) -> list[dict[str, Any]]:
+def count_rows(counts: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:
     """``{"pairs": 3, "rejected": {"too_long": 2}}`` → rows ``what | count``, nested as ``a: b``."""
     rows: list[dict[str, Any]] = []
     for key, value in counts.items():
+        what = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            for sub, count in sorted(value.items()):
-                rows.append({"what": f"{key}: {sub}", "count": plain(count)})
+            rows.extend(count_rows(dict(sorted(value.items())), prefix=f"{what}: "))
         else:
-            rows.append({"what": str(key), "count": plain(value)})
+            rows.append({"what": what, "count": plain(value)})
     return rows
 
 

@@ -23,12 +23,17 @@ def test_keys_are_made_valid_for_prefect() -> None:
 
 def test_counts_flatten_nested_reasons_into_rows() -> None:
     rows = artifacts.count_rows(
-        {"pairs": np.int64(3), "rejected": {"too_long": 2, "duration_mismatch": 1}}
+        {
+            "pairs": np.int64(3),
+            "rejected": {"too_long": 2, "duration_mismatch": 1},
+            "shards": {"splits": {"train": {"rows": 4}}, "errors": {}},
+        }
     )
     assert rows == [
         {"what": "pairs", "count": 3},
         {"what": "rejected: duration_mismatch", "count": 1},
         {"what": "rejected: too_long", "count": 2},
+        {"what": "shards: splits: train: rows", "count": 4},
     ]
 
 
