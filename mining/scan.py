@@ -173,6 +173,9 @@ def walk_library(root: Path) -> Iterator[tuple[str, os.stat_result | None, str |
             yield str(folder), None, f"unreadable: {exc.strerror}"
             continue
         for entry in entries:
+            if not _utf8(entry.path):
+                yield _printable(entry.path), None, "bad_filename"
+                continue
             try:
                 if entry.is_dir():
                     stack.append(Path(entry.path))
@@ -182,6 +185,19 @@ def walk_library(root: Path) -> Iterator[tuple[str, os.stat_result | None, str |
                     yield entry.path, None, "broken_symlink"
             except OSError as exc:
                 yield entry.path, None, f"unreadable: {exc.strerror}"
+
+
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(path: str) -> str:
+    """A file name that is not valid UTF-8, with its odd bytes shown as ``\\xNN``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def scan_library(

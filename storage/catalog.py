@@ -231,8 +231,15 @@ class Catalog:
             session.close()
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
-        with self.engine.begin() as connection:
+        """Bring the schema to the newest migration (idempotent, safe to run concurrently).
+
+        Two processes opening a fresh catalog at once would both create the tables; a lock
+        (PostgreSQL advisory lock, or an flock beside a SQLite file) makes the second wait and
+        then find the schema current.
+        """
+        from storage.locks import exclusive_lock
+
+        with exclusive_lock(self, "catalog-schema-upgrade"), self.engine.begin() as connection:
             config = alembic_config(self.url)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

@@ -32,8 +32,18 @@ class TrackRow:
 
 
 def start_run(catalog: Catalog, library_root: str, flow_run_id: str | None) -> int:
-    """Record a new mining run and return its id."""
+    """Record a new mining run and return its id.
+
+    Called under the run lock, so any other run of this library still marked ``running`` was
+    killed: it is marked ``crashed``.
+    """
     with catalog.session() as session:
+        for stale in session.execute(
+            select(MiningRun).where(
+                MiningRun.library_root == library_root, MiningRun.status == "running"
+            )
+        ).scalars():
+            stale.status, stale.finished_at = "crashed", utcnow()
         run = MiningRun(library_root=library_root, flow_run_id=flow_run_id, status="running")
         session.add(run)
         session.flush()

@@ -112,7 +112,7 @@ def test_two_concurrent_runs_leave_one_consistent_catalog(
     tmp_path: Path,
 ) -> None:
     catalog_url = postgres_server.create_database("crash_concurrent")
-    open_catalog(catalog_url).dispose()  # an existing catalog; a fresh one: see the xfail below
+    open_catalog(catalog_url).dispose()
     env = _env(
         prefect_api,
         tmp_path / "data",
@@ -131,11 +131,6 @@ def test_two_concurrent_runs_leave_one_consistent_catalog(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/catalog.py: concurrent first opens of a fresh PostgreSQL catalog race in the "
-    "Alembic upgrade (UniqueViolation creating alembic_version); reported to the lead",
-)
 def test_concurrent_first_opens_of_a_fresh_catalog_all_succeed(
     postgres_server: PostgresServer,
 ) -> None:
@@ -283,11 +278,6 @@ def test_the_mine_flow_finishes_a_broken_library_and_mines_its_good_pair(
     assert mined["shard_rows"] and not mined["leftover_files"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mining/scan.py: a file name that is not UTF-8 aborts the scan (UnicodeEncodeError "
-    "when the surrogate-escaped path is stored); reported to the lead",
-)
 def test_a_file_name_that_is_not_utf8_is_recorded_not_fatal(tmp_path: Path) -> None:
     root = tmp_path / "library"
     save_audio(root / "fine.wav", _tone(), 16000)
