@@ -136,6 +136,13 @@ class AudioStream:
         self.close()
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class StemWriter:
     """Stream a stem into ``path``: a temp file beside it, renamed into place by :meth:`commit`."""
 
@@ -203,8 +210,9 @@ class StemWriter:
             self._fh.write(bytes(self._mp3.encode(pcm.tobytes())))
 
     def commit(self) -> Path:
-        """Finish the file and move it to its final name."""
+        """Finish the file and move it to its final name (mode as a new file would get)."""
         self._finish()
+        os.chmod(self._tmp, 0o666 & ~_umask())
         os.replace(self._tmp, self.path)
         return self.path
 

@@ -3,6 +3,7 @@ length is separated in full, and the command never overwrites or stops on one ba
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +281,10 @@ def test_existing_output_is_not_overwritten(separator: Separator, tmp_path: Path
     assert not (out / "accompaniment.wav").exists()
     separator.separate_file(tmp_path / "a.wav", out, overwrite=True)
     assert sf.info(out / "vocals.wav").frames == 16000
+    # written through a private temp file, but published with the usual permissions
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (out / "vocals.wav").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 # --- the command line ------------------------------------------------------------------------
