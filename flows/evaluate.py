@@ -69,10 +69,11 @@ def score_task(
     limit: int | None,
     device: str,
     baselines: bool,
+    irm: tuple[int, int] = (4096, 1024),
 ) -> EvaluationResult:
     """Separate and score every track with every system."""
     data = open_dataset(dataset, limit)
-    systems, descriptions = baseline_systems() if baselines else ({}, {})
+    systems, descriptions = baseline_systems(*irm) if baselines else ({}, {})
     if model is not None:
         for variant in variants:
             post = parse_variant(variant)
@@ -101,6 +102,8 @@ def evaluate(
     limit: int | None = None,
     device: str = "cpu",
     baselines: bool = True,
+    irm_n_fft: int = 4096,
+    irm_hop: int = 1024,
     config: str | None = None,
     data_dir: str | None = None,
 ) -> dict[str, Any]:
@@ -119,7 +122,14 @@ def evaluate(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = Path(out_dir) if out_dir else Path(settings.data_dir) / "evaluations" / stamp
     result = score_task(
-        str(source), loaded, model_label, variants or ["none"], limit, device, baselines
+        str(source),
+        loaded,
+        model_label,
+        variants or ["none"],
+        limit,
+        device,
+        baselines,
+        (irm_n_fft, irm_hop),
     )
     paths = result.save(out)
     report = render_report(result, out)
@@ -172,6 +182,8 @@ def evaluate_command(
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="score MIX and IRM1 too")
     ] = True,
+    irm_n_fft: Annotated[int, typer.Option("--irm-n-fft", help="IRM1 oracle frame size")] = 4096,
+    irm_hop: Annotated[int, typer.Option("--irm-hop", help="IRM1 oracle hop")] = 1024,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="settings file")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="data folder")] = None,
 ) -> None:
@@ -188,6 +200,8 @@ def evaluate_command(
             limit=limit,
             device=device,
             baselines=baselines,
+            irm_n_fft=irm_n_fft,
+            irm_hop=irm_hop,
             config=str(config) if config else None,
             data_dir=str(data_dir) if data_dir else None,
         )
