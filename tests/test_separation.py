@@ -129,7 +129,6 @@ def test_gated_file_in_two_passes_equals_the_in_memory_gate(
     ]
 
 
-@pytest.mark.slow
 def test_a_twelve_minute_input_is_separated_to_the_last_sample(
     tiny_model: torch.nn.Module, tmp_path: Path
 ) -> None:
