@@ -57,6 +57,7 @@ from separation.evaluate import (  # noqa: E402
     separator_system,
 )
 from separation.postprocess import parse_variant  # noqa: E402
+from separation.report import render_report  # noqa: E402
 from separation.separate import Separator  # noqa: E402
 from training.models import build_model  # noqa: E402
 
@@ -334,6 +335,7 @@ def scores(args: argparse.Namespace) -> dict[str, Any]:
     )
     out = RESULTS.parent / "separation_eval"
     result.save(out)
+    render_report(result, out)
     summary = result.to_json()
     table = Table(
         title=f"MUSDB18-7 test, {len(files)} tracks: median SDR/SIR/SAR (dB); model = {label}"
