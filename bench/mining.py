@@ -33,6 +33,13 @@ For each source (``synthetic``, ``mir1k``, ``musdb``) the benchmark
      the command and all its children used per mined pair (less sensitive to a shared machine).
      Fingerprint speed: real-time factor of :func:`mining.fingerprint.fingerprint` on decoded
      originals of the library, and of decode + fingerprint as the flow's task does it.
+   * **where the time goes** — the flow's phases (scan, title matching and cluster start,
+     fingerprint tasks, verification and discovery in the flow's process, pair tasks) from the
+     task runs in the bench's own Prefect database, and the seconds per stage of
+     :func:`mining.pair_pipeline.process_pair` on a few pairs run one at a time.
+
+Each mine run's time is kept beside its catalog (``runs/<library>/run.json``), so
+``--rescore`` scores the last run again without mining (for changes to the scoring only).
 
 Prints rich tables and writes ``bench/results/mining.json`` (``--results`` to change). Never
 part of ``make test``: a full run (60 synthetic songs of 3–4 min, all MIR-1K songs, all 50
@@ -52,12 +59,14 @@ import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
+import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from contextlib import closing  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -72,7 +81,7 @@ sys.path.insert(0, str(ROOT))
 
 from mining.alignment import Alignment, apply_alignment, downmix  # noqa: E402
 from mining.audio import load_audio  # noqa: E402
-from mining.fingerprint import DEFAULT_PARAMS, fingerprint  # noqa: E402
+from mining.fingerprint import DEFAULT_PARAMS, DEFAULT_THRESHOLDS, fingerprint  # noqa: E402
 from mining.library_builder import build_library, default_truth_dir, total_minutes  # noqa: E402
 from mining.stft import STFTPreset, get_preset  # noqa: E402
 from mining.vocals import derive, reconstruct_vocals, to_preset  # noqa: E402
@@ -190,7 +199,11 @@ def run_mine(
             f"vocalmine mine failed (exit {proc.returncode}); {log}:\n" + "\n".join(tail)
         )
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "config": str(config), "log": str(log)}
+    run = {"wall_s": wall, "cpu_s": cpu, "config": str(config), "log": str(log)}
+    tmp = run_dir / "run.json.tmp"
+    tmp.write_text(json.dumps(run, indent=2))
+    tmp.replace(run_dir / "run.json")
+    return run
 
 
 # --- catalog ------------------------------------------------------------------------------------
@@ -234,6 +247,7 @@ def read_catalog(config: Path, library: Path) -> dict[str, Any]:
                 "reason": p.reason,
                 "detail": details.get(p.id),
                 "offset_samples": p.offset_samples,
+                "offset_s": p.offset_s,
                 "sample_rate": p.sample_rate,
                 "polarity": p.polarity,
                 "gain_db": p.gain_db,
@@ -245,12 +259,78 @@ def read_catalog(config: Path, library: Path) -> dict[str, Any]:
         ]
         runs = session.execute(select(MiningRun)).scalars().all()
         flow_s = [(r.finished_at - r.started_at).total_seconds() for r in runs if r.finished_at]
+        flow_run_id = runs[-1].flow_run_id if runs else None
     catalog.dispose()
     return {
         "track_reasons": {k: sorted(v) for k, v in reasons.items()},
         "pairs": pairs,
         "flow_body_s": flow_s[-1] if flow_s else None,
+        "flow_run_id": flow_run_id,
     }
+
+
+PHASES = (
+    "scan",
+    "match + cluster start",
+    "fingerprint",
+    "verify + discovery",
+    "process pairs",
+    "rest",
+)
+
+
+def flow_timeline(prefect_home: Path, flow_run_id: str | None) -> dict[str, Any] | None:
+    """Where one mine flow run spent its time, from the bench's own throw-away Prefect database.
+
+    Task runs give each task kind's window (first start to last end, seconds from the flow's
+    start) and busy time (sum of task durations); the gaps between windows are work the flow
+    does in its own process (title matching, fingerprint verification and discovery). ``None``
+    when the database or the run is not there.
+    """
+    db_path = prefect_home / "prefect.db"
+    if not flow_run_id or not db_path.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(db_path)) as db:
+            flow = db.execute(
+                "SELECT start_time, end_time FROM flow_run WHERE id = ?", (flow_run_id,)
+            ).fetchone()
+            rows = db.execute(
+                "SELECT task_key, start_time, end_time FROM task_run WHERE flow_run_id = ? "
+                "AND start_time IS NOT NULL AND end_time IS NOT NULL",
+                (flow_run_id,),
+            ).fetchall()
+    except sqlite3.Error:
+        return None
+    if not flow or not flow[0] or not flow[1]:
+        return None
+    origin = datetime.fromisoformat(flow[0])
+
+    def seconds(stamp: str) -> float:
+        return (datetime.fromisoformat(stamp) - origin).total_seconds()
+
+    tasks: dict[str, dict[str, float]] = {}
+    for key, start, end in rows:
+        name = key.rsplit("-", 1)[0].removesuffix("_task")
+        t = tasks.setdefault(name, {"count": 0, "busy_s": 0.0, "start_s": 1e30, "end_s": 0.0})
+        t["count"] += 1
+        t["busy_s"] += seconds(end) - seconds(start)
+        t["start_s"] = min(t["start_s"], seconds(start))
+        t["end_s"] = max(t["end_s"], seconds(end))
+    total = seconds(flow[1])
+    scan, fp, proc = tasks.get("scan"), tasks.get("fingerprint"), tasks.get("process_pair")
+    phases = None
+    if scan and fp and proc:
+        after_fp = min(t["start_s"] for n, t in tasks.items() if n in ("orient", "process_pair"))
+        phases = {
+            "scan": scan["end_s"] - scan["start_s"],
+            "match + cluster start": fp["start_s"] - scan["end_s"],
+            "fingerprint": fp["end_s"] - fp["start_s"],
+            "verify + discovery": after_fp - fp["end_s"],
+            "process pairs": proc["end_s"] - after_fp,
+        }
+        phases["rest"] = total - sum(phases.values())
+    return {"flow_s": total, "tasks": tasks, "phases": phases}
 
 
 # --- decisions ----------------------------------------------------------------------------------
@@ -347,6 +427,13 @@ def score_decisions(manifest: dict[str, Any], cat: dict[str, Any]) -> dict[str, 
     decoys = [
         decoy_row(d, by_id.get(d["song_id"]), by_key, cat, aliases) for d in manifest["decoys"]
     ]
+    ratios = []
+    for s in expected:
+        keys = [(o, s["instrumental"]["path"]) for o in aliases.get(s["original"]["path"], set())]
+        keys.append((s["original"]["path"], s["instrumental"]["path"]))
+        found_ratios = [by_key[k]["fp_ratio"] for k in keys if by_key.get(k, {}).get("fp_ratio")]
+        if found_ratios:
+            ratios.append(max(found_ratios))
     return {
         "expected_pairs": len(expected),
         "mined_pairs": len(mined),
@@ -364,6 +451,17 @@ def score_decisions(manifest: dict[str, Any], cat: dict[str, Any]) -> dict[str, 
         "misses": misses,
         "false_positives": fp_rows,
         "decoys": decoys,
+        "true_pair_fp_ratio": {
+            "pairs": len(ratios),
+            "min": float(np.min(ratios)) if ratios else None,
+            "median": float(np.median(ratios)) if ratios else None,
+            "p95": float(np.percentile(ratios, 95)) if ratios else None,
+            "max": float(np.max(ratios)) if ratios else None,
+            "same_audio_ratio": DEFAULT_THRESHOLDS.same_audio_ratio,
+            "at_or_above_same_audio_ratio": int(
+                sum(r >= DEFAULT_THRESHOLDS.same_audio_ratio for r in ratios)
+            ),
+        },
         "pair_status": dict(Counter(p["status"] for p in pairs)),
         "rejections": dict(Counter(p["reason"] for p in pairs if p["reason"])),
     }
@@ -578,6 +676,43 @@ def measure_pairs(
         return list(pool.map(measure_pair, jobs))
 
 
+def stage_timing(
+    manifest: dict[str, Any],
+    cat: dict[str, Any],
+    decisions: dict[str, Any],
+    library: Path,
+    preset: str,
+    skip: float,
+    pairs: int,
+) -> dict[str, Any]:
+    """Seconds per stage of :func:`mining.pair_pipeline.process_pair` (the flow's per-pair task)
+    on a few mined true pairs, one at a time in this process: where a pair's time goes."""
+    from mining.pair_pipeline import process_pair
+
+    by_id = {p["id"]: p for p in cat["pairs"]}
+    rows = []
+    for _, pid in sorted(decisions["found"].items())[:pairs]:
+        pair = by_id[pid]
+        start = time.perf_counter()
+        result = process_pair(
+            library / pair["original"],
+            library / pair["instrumental"],
+            preset,
+            pair["offset_s"],
+            segment_skip_s=skip,
+        )
+        row = {k: v for k, v in result.metrics.items() if k.startswith("seconds_")}
+        row["seconds_total"] = time.perf_counter() - start
+        row["duration_s"] = result.metrics.get("duration_s", 0.0)
+        rows.append(row)
+    if not rows:
+        return {"pairs": 0}
+    return {
+        "pairs": len(rows),
+        "median": {k: float(np.median([r.get(k, 0.0) for r in rows])) for k in rows[0]},
+    }
+
+
 def summarise_pairs(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians, 95th percentiles and maxima of the per-pair measurements."""
     if not rows:
@@ -654,9 +789,14 @@ def run_source(source: str, args: argparse.Namespace, workdir: Path) -> dict[str
     lib = ensure_library(source, count, args.seed, args.duration, workdir)
     manifest = lib["manifest"]
     run_dir = workdir / "runs" / library_key(source, count, args.seed, args.duration)
-    console.log(f"mining {lib['library']} ({manifest['count']} songs) with {args.workers} workers")
-    mine = run_mine(lib["library"], run_dir, skip, args.workers, args.preset)
+    if args.rescore and (run_dir / "run.json").is_file():
+        console.log(f"re-scoring the last mine run in {run_dir} (not mining again)")
+        mine = json.loads((run_dir / "run.json").read_text())
+    else:
+        console.log(f"mining {lib['library']} ({manifest['count']} songs), {args.workers} workers")
+        mine = run_mine(lib["library"], run_dir, skip, args.workers, args.preset)
     cat = read_catalog(Path(mine["config"]), lib["library"])
+    timeline = flow_timeline(workdir / "prefect", cat["flow_run_id"])
     decisions = score_decisions(manifest, cat)
     console.log(f"scoring {len(decisions['found'])} mined true pairs against the stems")
     rows = measure_pairs(manifest, cat, decisions, lib, args.preset, args.workers)
@@ -665,6 +805,7 @@ def run_source(source: str, args: argparse.Namespace, workdir: Path) -> dict[str
     throughput = {
         "wall_s": mine["wall_s"],
         "flow_body_s": cat["flow_body_s"],
+        "flow_timeline": timeline,
         "cpu_s": mine["cpu_s"],
         "cores": cores,
         "mined_pairs": mined,
@@ -673,6 +814,9 @@ def run_source(source: str, args: argparse.Namespace, workdir: Path) -> dict[str
         "load_average": os.getloadavg(),
     }
     fp_speed = fingerprint_speed(manifest, lib["library"], args.fingerprint_files)
+    stages = stage_timing(
+        manifest, cat, decisions, lib["library"], args.preset, skip, args.stage_pairs
+    )
     files = sum(1 for p in lib["library"].rglob("*") if p.is_file())
     return {
         "source": source,
@@ -693,6 +837,7 @@ def run_source(source: str, args: argparse.Namespace, workdir: Path) -> dict[str
         "pair_rows": rows,
         "throughput": throughput,
         "fingerprint_speed": fp_speed,
+        "pair_stages": stages,
     }
 
 
@@ -716,6 +861,27 @@ def _spread(stats: dict[str, Any], prefix: str, fmt: str) -> str:
     return " / ".join(_f(stats[f"{prefix}_{k}"], fmt) for k in ("median", "p95", "max"))
 
 
+def _stages(stages: dict[str, Any]) -> str:
+    if not stages.get("pairs"):
+        return "-"
+    med = stages["median"]
+    names = ("load", "align", "gain", "derive", "segment", "total")
+    return " / ".join(f"{med.get('seconds_' + k, 0.0):.1f}" for k in names)
+
+
+def _ratios(stats: dict[str, Any]) -> str:
+    if not stats["pairs"]:
+        return "-"
+    spread = " / ".join(f"{stats[k]:.2f}" for k in ("min", "median", "max"))
+    return f"{spread} ({stats['at_or_above_same_audio_ratio']})"
+
+
+def _phases(timeline: dict[str, Any] | None) -> str:
+    if not timeline or not timeline.get("phases"):
+        return "-"
+    return " / ".join(f"{timeline['phases'][k]:.0f}" for k in PHASES)
+
+
 def _summary_rows(r: dict[str, Any]) -> list[str]:
     """One source's column of the summary table (order as in :data:`SUMMARY_ROWS`)."""
     d, p, t, fp = r["decisions"], r["pairs"], r["throughput"], r["fingerprint_speed"]
@@ -733,6 +899,7 @@ def _summary_rows(r: dict[str, Any]) -> list[str]:
         f"{d['precision']:.3f} {_mark(d['precision'] >= TARGETS['precision'])}",
         f"{d['recall']:.3f} {_mark(d['recall'] >= TARGETS['recall'])}",
         f"{decoys_ok}/{len(d['decoys'])} {_mark(decoys_ok == len(d['decoys']))}",
+        _ratios(d["true_pair_fp_ratio"]),
         f"{_spread(p, 'align_error', '.0f')} {_mark(align_ok)}",
         f"{100 * p['align_exact_fraction']:.0f} %" if has else "-",
         f"{100 * p['truth_measured_agree_fraction']:.0f} %" if has else "-",
@@ -743,6 +910,8 @@ def _summary_rows(r: dict[str, Any]) -> list[str]:
         f"{_f(speed)} ({t['cores']} cores) {_mark(speed <= TARGETS['seconds_per_pair_core'])}",
         _f(t["cpu_seconds_per_pair"]),
         f"{fp['x_realtime']:.0f} ({fp['x_realtime_with_decode']:.0f})",
+        _stages(r["pair_stages"]),
+        _phases(t["flow_timeline"]),
     ]
 
 
@@ -754,6 +923,10 @@ SUMMARY_ROWS = (
     ("pair precision", f"≥ {TARGETS['precision']}"),
     ("pair recall", f"≥ {TARGETS['recall']}"),
     ("decoys with the expected outcome", "all"),
+    (
+        "true pairs' fingerprint ratio: min / median / max (≥ same_audio_ratio)",
+        f"< {DEFAULT_THRESHOLDS.same_audio_ratio}",
+    ),
     ("alignment error, samples: median / p95 / max", f"0 / ≤ {TARGETS['align_p95']}"),
     ("alignment exact to the sample", ""),
     ("truth: manifest and cross-correlation agree (±1)", ""),
@@ -764,6 +937,8 @@ SUMMARY_ROWS = (
     ("s per pair per core (wall × cores / pairs)", f"≤ {TARGETS['seconds_per_pair_core']}"),
     ("CPU s per mined pair (command + children)", ""),
     ("fingerprint × real time (with decoding)", ""),
+    ("process_pair s: load / align / gain / derive / segment / total", ""),
+    ("flow s: " + " / ".join(PHASES), ""),
 )
 
 
@@ -882,7 +1057,15 @@ def main() -> None:
         help="override the skip (default 20 s synthetic, 0 for the short mir1k/musdb songs)",
     )
     parser.add_argument("--fingerprint-files", type=int, default=6)
+    parser.add_argument(
+        "--stage-pairs", type=int, default=4, help="pairs timed stage by stage (process_pair)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the last mine run kept in --workdir again instead of mining (its times too)",
+    )
     args = parser.parse_args()
     sources = list(SOURCES) if args.source == "all" else [args.source]
     if any(s != "synthetic" for s in sources) and not DATA.is_dir():
