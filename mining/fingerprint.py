@@ -24,7 +24,7 @@ For (original mix, instrumental) verification the instrumental is the query: its
 the mix wherever the vocals do not mask them, so a true pair gives a *partial* ratio at one offset,
 while two copies of the same recording give a *near-total* ratio (``same_audio``). The thresholds
 of :class:`VerifyThresholds` were calibrated on MIR-1K (see ``bench/fingerprint_calibration.py``
-and ``docs/readme/matching.md``).
+and the README section "Matching: titles, fingerprints, discovery").
 
 Offsets: ``offset_s`` is the position of the query's start inside the reference, i.e. query time
 ``t`` sounds at reference time ``t + offset_s`` (positive: the query starts later in the
