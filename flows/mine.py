@@ -34,7 +34,7 @@ from mining.fingerprint import (
     orient_pair,
     verify_pair,
 )
-from mining.matching import TrackRef, match_titles
+from mining.matching import TrackRef, duration_reason, match_titles
 from mining.pair_pipeline import PairResult, process_pair
 from mining.scan import scan_library
 from mining.stft import get_preset
@@ -124,19 +124,10 @@ def _flow_run_id() -> str | None:
         return None
 
 
-def _duration_reason(
-    a: store.TrackRow, b: store.TrackRow, settings: Settings
-) -> tuple[str, str] | None:
-    longest = max(a.duration_s, b.duration_s)
-    if longest > settings.max_duration_s:
-        return "too_long", f"{longest:.1f} s > {settings.max_duration_s:.0f} s"
-    diff = abs(a.duration_s - b.duration_s)
-    if diff > settings.max_duration_diff_s:
-        return (
-            "duration_mismatch",
-            f"durations differ by {diff:.1f} s > {settings.max_duration_diff_s:.1f} s",
-        )
-    return None
+def _ref(track: store.TrackRow) -> TrackRef:
+    return TrackRef(
+        track.id, track.artist, track.title, track.version, track.duration_s, track.path
+    )
 
 
 def match_stage(
@@ -144,7 +135,7 @@ def match_stage(
 ) -> None:
     """Title matching with duration filters: candidates and rejections into the catalog."""
     report = match_titles(
-        [TrackRef(t.id, t.artist, t.title, t.version, t.duration_s, t.path) for t in tracks],
+        [_ref(t) for t in tracks],
         max_duration_diff_s=settings.max_duration_diff_s,
         max_duration_s=settings.max_duration_s,
     )
@@ -286,9 +277,14 @@ def verify_stage(
             run_id=run_id,
         )
         numbers = {"fp_matches": disc.n_matches, "fp_ratio": disc.ratio, "offset_s": offset}
-        reason = _duration_reason(tracks[original], tracks[instrumental], settings)
+        reason, detail = duration_reason(
+            _ref(tracks[original]),
+            _ref(tracks[instrumental]),
+            settings.max_duration_diff_s,
+            settings.max_duration_s,
+        )
         if reason:
-            store.reject_pair(catalog, pair_id, *reason, "match", run_id, **numbers)
+            store.reject_pair(catalog, pair_id, reason, detail or "", "match", run_id, **numbers)
         elif store.pair_status(catalog, pair_id) == "candidate":
             store.accept_pair(catalog, pair_id, **numbers)
     logger.info("fingerprints: %d duplicates, %d pairs discovered", len(duplicates), len(found))
@@ -343,10 +339,11 @@ def process_stage(
         )
         for p in pending
     ]
+    original_of = {p.id: tracks[p.original_id] for p in pending}
     qualities: list[float] = []
     for count, future in enumerate(as_completed(futures), start=1):
         pair_id, result = future.result()
-        original = tracks[next(p.original_id for p in pending if p.id == pair_id)]
+        original = original_of[pair_id]
         align = result.alignment
         fields: dict[str, Any] = {
             "sample_rate": result.sample_rate,

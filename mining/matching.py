@@ -109,9 +109,10 @@ class _Parsed:
     artist: str
 
 
-def _duration_reason(
+def duration_reason(
     original: TrackRef, instrumental: TrackRef, max_diff_s: float, max_s: float
 ) -> tuple[str | None, str | None]:
+    """The duration filter's (reason, detail) for one pair, or ``(None, None)`` when it passes."""
     for role, track in (("original", original), ("instrumental", instrumental)):
         if track.duration_s is not None and track.duration_s > max_s:
             return "too_long", f"{role} is {track.duration_s:.1f} s > {max_s:g} s"
@@ -228,7 +229,7 @@ def match_titles(
             (
                 j,
                 score,
-                *_duration_reason(
+                *duration_reason(
                     originals[j].track, inst.track, max_duration_diff_s, max_duration_s
                 ),
             )
