@@ -24,12 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyloudnorm
+import scipy.signal
 
 from mining.alignment import downmix
 
 GAIN_FFT = 2048
 MAX_GAIN_FRAMES = 2000
-SILENCE_LUFS = -70.0
+#: BS.1770-4 channel weights (L, R, C, Ls, Rs) and absolute gate, as pyloudnorm uses them.
+CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
+ABSOLUTE_GATE_LUFS = -70.0
 
 
 @dataclass(frozen=True)
@@ -51,18 +54,40 @@ class Gain:
 
 
 def integrated_loudness(audio: np.ndarray, sr: int) -> float:
-    """ITU-R BS.1770 integrated loudness (LUFS) of ``(C, N)`` audio; silence gives ``-inf``.
+    """ITU-R BS.1770-4 integrated loudness (LUFS) of ``(C, N)`` audio; silence gives ``-inf``.
 
-    Clips shorter than one 400 ms gating block are measured on a zero-padded block. The meter
-    runs on float32 samples (pyloudnorm copies its input), which halves the memory of a long
-    stereo song and changes the result by far less than 0.001 dB.
+    pyloudnorm's K-weighting filters (its ``Meter``'s own biquads, applied as one second-order
+    section cascade in float64) followed by its gating, vectorised here: pyloudnorm's
+    ``integrated_loudness`` sums every 400 ms block in a Python loop, which made the meter half
+    of a pair's processing time on 4-minute 48 kHz songs. The block energies come from one
+    cumulative sum, with pyloudnorm's block bounds, so the result equals the library's
+    (``tests/test_loudness.py`` holds them to 0.001 dB). Clips shorter than one 400 ms gating
+    block are measured on a zero-padded block.
     """
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    block = int(0.4 * sr) + 1
+    meter = pyloudnorm.Meter(sr)
+    block = int(meter.block_size * sr) + 1
     if x.shape[1] < block:
         x = np.pad(x, ((0, 0), (0, block - x.shape[1])))
-    meter = pyloudnorm.Meter(sr)
-    return float(meter.integrated_loudness(x.T if x.shape[0] > 1 else x[0]))
+    sos = np.array([np.r_[stage.b, stage.a] for stage in meter._filters.values()])
+    weighted = scipy.signal.sosfilt(sos, x, axis=1)
+    step = meter.block_size * (1.0 - meter.overlap)
+    n_blocks = int(np.round((x.shape[1] / sr - meter.block_size) / step)) + 1
+    per_block = int(round(1.0 / (1.0 - meter.overlap)))  # steps per block (4)
+    bounds = (np.arange(n_blocks + per_block) * step * sr).astype(int)
+    bounds = bounds[bounds < x.shape[1]]
+    steps = np.add.reduceat(np.square(weighted), bounds, axis=1)
+    steps = np.pad(steps, ((0, 0), (0, n_blocks + per_block - steps.shape[1])))
+    z = sum(steps[:, k : k + n_blocks] for k in range(per_block)) / (meter.block_size * sr)
+    weights = np.array(CHANNEL_WEIGHTS[: x.shape[0]])[:, None]
+    with np.errstate(divide="ignore"):
+        block_lufs = -0.691 + 10.0 * np.log10((weights * z).sum(axis=0))
+    above_absolute = block_lufs >= ABSOLUTE_GATE_LUFS
+    if not above_absolute.any():
+        return float("-inf")
+    relative = -0.691 + 10.0 * np.log10((weights[:, 0] * z[:, above_absolute].mean(axis=1)).sum())
+    gated = (block_lufs > relative - 10.0) & above_absolute
+    return float(-0.691 + 10.0 * np.log10((weights[:, 0] * z[:, gated].mean(axis=1)).sum()))
 
 
 def equalize_loudness(

@@ -9,6 +9,7 @@ import pyloudnorm
 import pytest
 
 from mining.alignment import align, apply_alignment
+from mining.audio import resample
 from mining.loudness import equalize_loudness, integrated_loudness, match_gain, robust_gain
 from tests.mir1k_pairs import load_clip, mp3_round_trip, offset_pair
 
@@ -59,11 +60,16 @@ def test_robust_gain_beats_plain_least_squares_where_vocals_correlate(mir1k_dir:
     assert np.median(errors_robust) < np.median(errors_ls)
 
 
-def test_integrated_loudness_is_pyloudnorms(mir1k_dir: Path) -> None:
+@pytest.mark.parametrize("rate", [16000, 11025, 44100, 48000])
+def test_integrated_loudness_is_pyloudnorms(mir1k_dir: Path, rate: int) -> None:
     acc, voc, sr = load_clip(mir1k_dir, "amy_10_01")
-    stereo = np.stack([acc, voc])
-    expected = pyloudnorm.Meter(sr).integrated_loudness(stereo.T.astype(np.float64))
-    assert integrated_loudness(stereo, sr) == pytest.approx(expected, abs=1e-3)
+    stereo = resample(np.stack([acc, voc * 0.3]), sr, rate)
+    gap = np.zeros((2, 3 * rate), np.float32)  # silence the gates must leave out
+    signal = np.concatenate([stereo, gap, stereo * 0.05], axis=1)
+    for audio in (signal, signal[:1], signal[:, : rate // 2]):
+        data = audio.T if audio.shape[0] > 1 else audio[0]
+        expected = pyloudnorm.Meter(rate).integrated_loudness(data.astype(np.float64))
+        assert integrated_loudness(audio, rate) == pytest.approx(expected, abs=1e-3)
 
 
 def test_equalisation_reaches_the_target_as_pyloudnorm_measures_it(mir1k_dir: Path) -> None:
