@@ -20,6 +20,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 from prefect.futures import as_completed
+from prefect.server.api.server import SubprocessASGIServer
+from prefect.settings import PREFECT_API_URL
 from prefect_dask import DaskTaskRunner
 
 from flows.artifacts import publish_counts, publish_histogram
@@ -28,6 +30,7 @@ from mining.fingerprint import (
     DEFAULT_PARAMS,
     Fingerprint,
     FingerprintIndex,
+    candidate_pairs,
     discover_pairs,
     find_duplicates,
     fingerprint,
@@ -45,6 +48,33 @@ from storage.locks import claim_pairs, clear_stale_claims, exclusive_lock, new_o
 from storage.shards import Segment, ShardWriter, split_for_artist
 
 
+class LocalAPIDaskTaskRunner(DaskTaskRunner):
+    """A Dask runner whose LocalCluster workers report to the flow's own Prefect API.
+
+    With no ``PREFECT_API_URL`` configured, the flow runs against Prefect's temporary local
+    server, and every worker process that runs a task would start one more of its own (seconds
+    of start-up per worker, task runs scattered over several servers). While the runner is
+    open, ``PREFECT_API_URL`` names the flow's server, so the workers it spawns inherit it.
+    """
+
+    def __enter__(self) -> LocalAPIDaskTaskRunner:
+        self._saved_api_url = os.environ.get("PREFECT_API_URL")
+        if not PREFECT_API_URL.value():
+            server = SubprocessASGIServer()  # the flow engine's own: a per-process singleton
+            server.start()
+            os.environ["PREFECT_API_URL"] = server.api_url
+        return super().__enter__()
+
+    def __exit__(self, *args: Any) -> None:
+        try:
+            super().__exit__(*args)
+        finally:
+            if self._saved_api_url is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = self._saved_api_url
+
+
 def task_runner(settings: Settings) -> DaskTaskRunner:
     """A Dask runner: the configured scheduler address, else a LocalCluster of worker processes."""
     if settings.dask_address:
@@ -52,7 +82,7 @@ def task_runner(settings: Settings) -> DaskTaskRunner:
     # Worker start/stop chatter drowns the flow's own progress lines; warnings still show.
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    return DaskTaskRunner(
+    return LocalAPIDaskTaskRunner(
         cluster_kwargs={
             "n_workers": settings.dask_workers,
             "threads_per_worker": 1,
@@ -104,6 +134,7 @@ def process_pair_task(
     coarse_offset_s: float | None,
     segment_skip_s: float,
     segment_hop_frames: int | None,
+    suspect: str | None,
 ) -> tuple[int, PairResult]:
     """Align, gain-match and derive the vocals of one pair; data problems come back as reasons."""
     result = process_pair(
@@ -113,6 +144,7 @@ def process_pair_task(
         coarse_offset_s,
         segment_skip_s=segment_skip_s,
         segment_hop_frames=segment_hop_frames,
+        suspect=suspect,
     )
     return pair_id, result
 
@@ -199,13 +231,21 @@ def verify_stage(
     settings: Settings,
     run_id: int,
 ) -> None:
-    """Duplicates, fingerprint verification of title candidates, and discovery of missed pairs."""
+    """Duplicates, fingerprint verification of title candidates, and discovery of missed pairs.
+
+    One all-against-all sweep of the fingerprint index feeds both the duplicate search and the
+    discovery; title candidates are never called duplicates (their derivation decides).
+    """
     logger = get_run_logger()
     index = FingerprintIndex(fps)
+    candidates = candidate_pairs(index)
+    title_pairs = [(p.original_id, p.instrumental_id) for p in store.all_pairs(catalog)]
     duplicates = find_duplicates(
         index,
         durations={i: t.duration_s for i, t in tracks.items() if i in fps},
         content_hashes={i: t.content_hash for i, t in tracks.items() if i in fps},
+        candidates=candidates,
+        known=title_pairs,
     )
     copy_of = {d.track_id: d.duplicate_of for d in duplicates}
     for dup in duplicates:
@@ -239,7 +279,7 @@ def verify_stage(
             "offset_s": verdict.offset_s,
         }
         if verdict.accepted:
-            store.accept_pair(catalog, pair.id, **numbers)
+            store.accept_pair(catalog, pair.id, suspect=verdict.suspect, **numbers)
         else:
             detail = (
                 f"{verdict.n_matches} hashes agree, ratio {verdict.ratio:.2f}, "
@@ -257,7 +297,7 @@ def verify_stage(
     known = [(p.original_id, p.instrumental_id) for p in store.all_pairs(catalog)]
     found = [
         d
-        for d in discover_pairs(index, known=known)
+        for d in discover_pairs(index, known=known, candidates=candidates)
         if d.original_id not in copy_of and d.instrumental_id not in copy_of
     ]
     oriented = [
@@ -286,7 +326,7 @@ def verify_stage(
         if reason:
             store.reject_pair(catalog, pair_id, reason, detail or "", "match", run_id, **numbers)
         elif store.pair_status(catalog, pair_id) == "candidate":
-            store.accept_pair(catalog, pair_id, **numbers)
+            store.accept_pair(catalog, pair_id, suspect=disc.suspect, **numbers)
     logger.info("fingerprints: %d duplicates, %d pairs discovered", len(duplicates), len(found))
 
 
@@ -336,6 +376,7 @@ def process_stage(
             p.offset_s,
             settings.segment_skip_s,
             settings.segment_hop_frames,
+            p.reason,
         )
         for p in pending
     ]

@@ -56,6 +56,7 @@ __all__ = [
     "MatchResult",
     "Verdict",
     "VerifyThresholds",
+    "candidate_pairs",
     "discover_pairs",
     "find_duplicates",
     "fingerprint",
@@ -393,7 +394,8 @@ def match(
 
 @dataclass(frozen=True)
 class VerifyThresholds:
-    """Decision thresholds for :func:`verify_pair` (calibrated on MIR-1K; see the docs)."""
+    """Decision thresholds for :func:`verify_pair` (calibrated on MIR-1K and the synthetic and
+    MUSDB benchmark libraries; see the README section on matching)."""
 
     #: Fewest instrumental hashes that must agree on one offset.
     min_matches: int = 20
@@ -402,11 +404,23 @@ class VerifyThresholds:
     #: Smallest share of the overlap's seconds that must hold votes for that offset (rejects
     #: time-stretched copies, which agree only briefly).
     min_coverage: float = 0.7
-    #: At or above this share the two are the same recording, not a pair.
+    #: At or above this share the two *may* be the same recording: the pair is accepted as a
+    #: ``same_audio`` suspect and the derivation decides (true pairs with quiet or sparse vocals
+    #: reach 0.67 on the synthetic library; copies of the mix go down to 0.67 on MIR-1K).
     same_audio_ratio: float = 0.62
+    #: At or above this share the two are the same recording: ``same_audio`` outright.
+    copy_ratio: float = 0.9
+    #: A pair that fails ``min_ratio`` or ``min_coverage`` but still has this ratio *and* this
+    #: coverage (and ``min_matches``) is a near miss: a title candidate is then handed to the
+    #: alignment as a ``fingerprint_mismatch`` suspect (short clips with loud vocals land here).
+    near_min_ratio: float = 0.03
+    near_min_coverage: float = 0.5
 
 
 DEFAULT_THRESHOLDS = VerifyThresholds()
+
+
+Suspect = Literal["fingerprint_mismatch", "same_audio"]
 
 
 @dataclass(frozen=True)
@@ -416,15 +430,19 @@ class Verdict:
     ``offset_s``: where the instrumental starts inside the original (instrumental time ``t``
     sounds at original time ``t + offset_s``); the other fields are those of the
     :class:`MatchResult` of the instrumental (query) in the original (reference).
+    ``suspect``: set on an accepted pair the fingerprints cannot settle alone; the pair goes on
+    to alignment and derivation, which confirm it or reject it with this reason (see
+    :func:`verify_pair`).
     """
 
     accepted: bool
-    reason: Literal["fingerprint_mismatch", "same_audio"] | None
+    reason: Suspect | None
     offset_s: float
     n_matches: int
     ratio: float
     coverage: float
     sharpness: float
+    suspect: Suspect | None = None
 
 
 def verify_pair(
@@ -434,21 +452,28 @@ def verify_pair(
 ) -> Verdict:
     """Accept when enough instrumental hashes land in the original at one consistent offset.
 
-    ``same_audio`` when the agreement is near total (the "instrumental" is the mix itself, a
-    re-encode or a duplicate, or the original has hardly any vocals); ``fingerprint_mismatch``
-    when too few hashes agree, or agree only briefly (different song, remix, time-stretched or
-    pitch-shifted audio).
+    Rejected ``fingerprint_mismatch`` when too few hashes agree, or agree only briefly
+    (different song, remix, time-stretched or pitch-shifted audio), and ``same_audio`` when the
+    agreement is near total (``copy_ratio``: the "instrumental" is the mix, a re-encode or a
+    duplicate). Two bands in between are accepted as *suspects*, because fingerprints alone
+    cannot tell them apart from real pairs: ``same_audio`` (ratio ≥ ``same_audio_ratio``: a real
+    pair whose vocals mask few accompaniment peaks, or a copy) and ``fingerprint_mismatch`` (a
+    near miss of ``min_ratio``/``min_coverage``: a real pair with loud vocals on a short clip,
+    or a remix). The derivation settles both: a copy leaves no vocals, a remix does not align.
     """
     result = match(instrumental_fp, original_fp)
-    reason: Literal["fingerprint_mismatch", "same_audio"] | None = None
-    if (
-        result.n_matches < thresholds.min_matches
-        or result.ratio < thresholds.min_ratio
-        or result.coverage < thresholds.min_coverage
-    ):
+    t = thresholds
+    reason: Suspect | None = None
+    suspect: Suspect | None = None
+    if result.n_matches < t.min_matches:
         reason = "fingerprint_mismatch"
-    elif result.ratio >= thresholds.same_audio_ratio:
+    elif result.ratio < t.min_ratio or result.coverage < t.min_coverage:
+        near = result.ratio >= t.near_min_ratio and result.coverage >= t.near_min_coverage
+        reason, suspect = (None, "fingerprint_mismatch") if near else ("fingerprint_mismatch", None)
+    elif result.ratio >= t.copy_ratio:
         reason = "same_audio"
+    elif result.ratio >= t.same_audio_ratio:
+        suspect = "same_audio"
     return Verdict(
         accepted=reason is None,
         reason=reason,
@@ -457,6 +482,7 @@ def verify_pair(
         ratio=result.ratio,
         coverage=result.coverage,
         sharpness=result.sharpness,
+        suspect=suspect,
     )
 
 
@@ -473,6 +499,43 @@ class IndexHits:
     n_matches: np.ndarray
     offset_frames: np.ndarray
     ratio: np.ndarray
+
+
+#: Largest (tracks × offsets) vote table counted densely with ``np.bincount`` (int64: 256 MB);
+#: larger queries count the occupied cells only, by sorting.
+_DENSE_VOTES = 1 << 25
+
+
+def _best_offsets(
+    owner: np.ndarray, offsets: np.ndarray, tolerance: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every owner that received votes: the offset with the most votes within ± ``tolerance``
+    frames, and that many votes. Votes are counted per (owner, offset) cell, densely with one
+    ``bincount`` when the table is small enough (the common case: a 4-minute query against a few
+    hundred tracks), else over the occupied cells (``np.unique``), which costs a sort."""
+    lo = int(offsets.min()) - tolerance
+    span = int(offsets.max()) - lo + tolerance + 1
+    n_owners = int(owner.max()) + 1
+    if n_owners * span <= _DENSE_VOTES:
+        table = np.bincount(owner * span + (offsets - lo), minlength=n_owners * span)
+        table = table.reshape(n_owners, span)
+        windowed = table.copy()
+        for d in range(1, tolerance + 1):
+            windowed[:, d:] += table[:, :-d]
+            windowed[:, :-d] += table[:, d:]
+        present = np.unique(owner)
+        best = windowed[present].argmax(axis=1)
+        return present, best + lo, windowed[present, best]
+    keys, counts = np.unique(owner * span + (offsets - lo), return_counts=True)
+    windowed = counts.copy()
+    for d in range(1, tolerance + 1):
+        for sign in (-1, 1):
+            pos = np.minimum(np.searchsorted(keys, keys + sign * d), keys.size - 1)
+            windowed += np.where(keys[pos] == keys + sign * d, counts[pos], 0)
+    track = keys // span
+    order = np.lexsort((-windowed, track))
+    first = order[np.r_[True, track[order][1:] != track[order][:-1]]]
+    return track[first], keys[first] % span + lo, windowed[first]
 
 
 class FingerprintIndex:
@@ -531,21 +594,7 @@ class FingerprintIndex:
             return empty
         owner = self.owner[ri].astype(np.int64)
         offsets = self.times[ri].astype(np.int64) - fp.times[qi]
-        span = int(offsets.max() - offsets.min()) + 2 * tolerance_frames + 3
-        key = owner * span + (offsets - offsets.min() + tolerance_frames + 1)
-        keys, counts = np.unique(key, return_counts=True)
-        windowed = counts.copy()
-        for d in range(1, tolerance_frames + 1):
-            for sign in (-1, 1):
-                pos = np.searchsorted(keys, keys + sign * d)
-                pos = np.minimum(pos, keys.size - 1)
-                windowed += np.where(keys[pos] == keys + sign * d, counts[pos], 0)
-        track = keys // span
-        order = np.lexsort((-windowed, track))
-        first = order[np.r_[True, track[order][1:] != track[order][:-1]]]
-        best_track = track[first]
-        best_offset = (keys[first] % span) - tolerance_frames - 1 + offsets.min()
-        votes = windowed[first]
+        best_track, best_offset, votes = _best_offsets(owner, offsets, tolerance_frames)
         query_times = np.sort(fp.times.astype(np.int64))
         lo = np.searchsorted(query_times, -best_offset, side="left")
         hi = np.searchsorted(query_times, self.n_frames[best_track] - best_offset, side="left")
@@ -566,7 +615,8 @@ class DiscoveredPair:
     the instrumental's hashes found in the original (``reverse_ratio`` the other way round);
     ``oriented_by``: which rule chose the original — ``"audio"`` (the ``orient`` callback, e.g.
     :func:`orient_pair`), ``"energy"`` (the ``energy`` mapping) or ``"unknown"`` (neither was
-    given: ``original_id`` is then just the lower id, and the flow must orient the pair).
+    given: ``original_id`` is then just the lower id, and the flow must orient the pair);
+    ``suspect``: as :attr:`Verdict.suspect`.
     """
 
     original_id: int
@@ -577,15 +627,25 @@ class DiscoveredPair:
     offset_s: float
     oriented_by: Literal["audio", "energy", "unknown"]
     source: str = "fingerprint"
+    suspect: Suspect | None = None
 
 
-def _candidates(index: FingerprintIndex, min_matches: int) -> set[tuple[int, int]]:
+def candidate_pairs(
+    index: FingerprintIndex,
+    *,
+    min_matches: int = DEFAULT_THRESHOLDS.min_matches,
+    min_ratio: float = DEFAULT_THRESHOLDS.near_min_ratio / 2,
+) -> set[tuple[int, int]]:
     """(lower id, higher id) of every indexed pair where one track's hashes give at least
-    ``min_matches`` votes for one offset in the other: the only pairs worth an exact match."""
+    ``min_matches`` votes for one offset in the other, and at least ``min_ratio`` of its hashes
+    there: the only pairs worth an exact :func:`match`. One query per track (exact Δt, so the
+    ratio runs below :func:`match`'s, hence the halved default); :func:`discover_pairs` and
+    :func:`find_duplicates` share one sweep when the caller passes it to both."""
     pairs: set[tuple[int, int]] = set()
     for track_id, fp in index.fingerprints.items():
-        hits = index.query(fp, exclude=track_id, dt_tolerance=0)  # exact Δt: votes enough
-        for other in hits.track_ids[hits.n_matches >= min_matches].tolist():
+        hits = index.query(fp, exclude=track_id, dt_tolerance=0)
+        strong = (hits.n_matches >= min_matches) & (hits.ratio >= min_ratio)
+        for other in hits.track_ids[strong].tolist():
             pairs.add((min(track_id, other), max(track_id, other)))
     return pairs
 
@@ -597,9 +657,13 @@ def discover_pairs(
     thresholds: VerifyThresholds = DEFAULT_THRESHOLDS,
     energy: Mapping[int, float] | None = None,
     orient: Callable[[int, int, float], bool] | None = None,
+    candidates: set[tuple[int, int]] | None = None,
 ) -> list[DiscoveredPair]:
     """Pairs that titles missed: one track's hashes land in another's at one consistent offset
-    with a *partial* ratio (``min_ratio`` ≤ ratio < ``same_audio_ratio``, ≥ ``min_matches``).
+    with a *partial* ratio (``min_ratio`` ≤ ratio < ``copy_ratio``, ≥ ``min_matches``); a ratio
+    at or above ``same_audio_ratio`` marks the pair a ``same_audio`` suspect (see
+    :func:`verify_pair`). ``candidates``: the :func:`candidate_pairs` sweep, when the caller
+    already has it.
 
     Which side is the original (the mix = instrumental + vocals), in order of preference:
 
@@ -618,16 +682,17 @@ def discover_pairs(
     :func:`find_duplicates`) are left out.
     """
     known_pairs = {(min(a, b), max(a, b)) for a, b in known}
-    candidates = _candidates(index, thresholds.min_matches) - known_pairs
+    if candidates is None:
+        candidates = candidate_pairs(index, min_matches=thresholds.min_matches)
     found: list[DiscoveredPair] = []
-    for lo, hi in sorted(candidates):
+    for lo, hi in sorted(candidates - known_pairs):
         fp_lo, fp_hi = index.fingerprints[lo], index.fingerprints[hi]
         lo_in_hi, hi_in_lo = match(fp_lo, fp_hi), match(fp_hi, fp_lo)
         best = max(lo_in_hi.ratio, hi_in_lo.ratio)
         if (
             max(lo_in_hi.n_matches, hi_in_lo.n_matches) < thresholds.min_matches
             or best < thresholds.min_ratio
-            or best >= thresholds.same_audio_ratio
+            or best >= thresholds.copy_ratio
             or max(lo_in_hi.coverage, hi_in_lo.coverage) < thresholds.min_coverage
         ):
             continue
@@ -650,6 +715,7 @@ def discover_pairs(
                 reverse_ratio=orig_in_inst.ratio,
                 offset_s=inst_in_orig.offset_s,
                 oriented_by=rule,
+                suspect="same_audio" if best >= thresholds.same_audio_ratio else None,
             )
         )
     return sorted(found, key=lambda p: (-p.ratio, p.original_id, p.instrumental_id))
@@ -674,10 +740,17 @@ def find_duplicates(
     max_offset_s: float = 0.5,
     max_duration_diff_s: float = 1.0,
     min_matches: int = DEFAULT_THRESHOLDS.min_matches,
+    candidates: set[tuple[int, int]] | None = None,
+    known: Iterable[tuple[int, int]] = (),
 ) -> list[Duplicate]:
     """Copies of one recording: equal content hashes, or near-total fingerprint agreement in both
     directions (ratio ≥ ``same_audio_ratio``) at an offset within ``max_offset_s`` of zero and
     durations within ``max_duration_diff_s`` (re-encodes, other rips of one master).
+
+    Pairs in ``known`` (either order: the title candidates, where one title says
+    "instrumental") are never called copies by fingerprint: a real pair whose vocals are quiet
+    agrees as much as a copy does, and its derivation decides (see :func:`verify_pair`).
+    ``candidates``: the :func:`candidate_pairs` sweep, when the caller already has it.
 
     ``durations`` default to the fingerprints' own lengths. Groups are closed transitively;
     every member but the lowest id of its group is reported once, with its first evidence.
@@ -709,7 +782,9 @@ def find_duplicates(
             return durations.get(track_id)
         return index.fingerprints[track_id].duration_s
 
-    for lo, hi in sorted(_candidates(index, min_matches)):
+    if candidates is None:
+        candidates = candidate_pairs(index, min_matches=min_matches)
+    for lo, hi in sorted(candidates - {(min(a, b), max(a, b)) for a, b in known}):
         dur_lo, dur_hi = duration(lo), duration(hi)
         if dur_lo is None or dur_hi is None or abs(dur_lo - dur_hi) > max_duration_diff_s:
             continue

@@ -31,6 +31,8 @@ from mining.vocals import MIN_VOCAL_RATIO_DB, NO_VOCALS, derive, vocal_activity_
 
 DECODE_ERROR = "decode_error"
 TOO_SHORT = "too_short"
+FINGERPRINT_MISMATCH = "fingerprint_mismatch"
+SAME_AUDIO = "same_audio"
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,16 @@ def process_pair(
     segment_skip_s: float = 20.0,
     segment_hop_frames: int | None = None,
     params: PairParams | None = None,
+    suspect: str | None = None,
 ) -> PairResult:
     """Align, gain-match, derive and segment one pair (see the module doc).
 
     ``coarse_offset_s`` follows :mod:`mining.alignment`'s sign convention (where the
     instrumental's start lies in the mix, seconds). Reasons: ``decode_error``, ``misaligned``,
     ``drift``, ``no_vocals``, ``too_short`` (no patch fits, even without the skip).
+    ``suspect`` (from :attr:`mining.fingerprint.Verdict.suspect`) names what the fingerprints
+    could not rule out; the derivation confirms it with that reason: a ``fingerprint_mismatch``
+    suspect that does not align, a ``same_audio`` suspect that leaves no vocals.
     """
     p = params or PairParams()
     spec = get_preset(preset) if isinstance(preset, str) else preset
@@ -121,7 +127,11 @@ def process_pair(
             f"start offset {alignment.start_offset}, end offset {alignment.end_offset} samples "
             f"at {sr} Hz; peaks {alignment.start_confidence:.3f}, {alignment.end_confidence:.3f}"
         )
-        return PairResult(alignment.reason, detail, alignment, sample_rate=sr, metrics=metrics)
+        reason = alignment.reason
+        if suspect == FINGERPRINT_MISMATCH:
+            reason = FINGERPRINT_MISMATCH
+            detail = f"fingerprints nearly failed and the audio does not align ({detail})"
+        return PairResult(reason, detail, alignment, sample_rate=sr, metrics=metrics)
 
     placed = apply_alignment(instr, alignment, mix.shape[1])
     del instr
@@ -137,7 +147,11 @@ def process_pair(
     lap("derive")
     if activity < p.min_vocal_ratio_db:
         detail = f"loud frames' vocal share {activity:.1f} dB < {p.min_vocal_ratio_db:.1f} dB"
-        return PairResult(NO_VOCALS, detail, alignment, gain, sample_rate=sr, metrics=metrics)
+        reason = NO_VOCALS
+        if suspect == SAME_AUDIO:
+            reason = SAME_AUDIO
+            detail = f"fingerprints agree near-totally and {detail}: the two are one recording"
+        return PairResult(reason, detail, alignment, gain, sample_rate=sr, metrics=metrics)
 
     policy = SegmentPolicy(
         skip_s=segment_skip_s,

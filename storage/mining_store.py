@@ -204,13 +204,19 @@ def reject_track(
             )
 
 
-def accept_pair(catalog: Catalog, pair_id: int, **fields: Any) -> None:
-    """Mark a pair accepted (verified by fingerprints), with what verification measured."""
+def accept_pair(
+    catalog: Catalog, pair_id: int, *, suspect: str | None = None, **fields: Any
+) -> None:
+    """Mark a pair accepted (verified by fingerprints), with what verification measured.
+
+    ``suspect``: the reason the derivation must rule out before the pair is mined (fingerprints
+    alone could not settle it); kept in the pair's ``reason`` while it is accepted.
+    """
     with catalog.session() as session:
         pair = session.get(Pair, pair_id)
         assert pair is not None
         if pair.status in ("candidate", "rejected"):
-            pair.status, pair.reason = "accepted", None
+            pair.status, pair.reason = "accepted", suspect
             session.execute(
                 Rejection.__table__.delete().where(Rejection.pair_id == pair_id)  # type: ignore[attr-defined]
             )
@@ -325,7 +331,8 @@ def explain(catalog: Catalog, query: str) -> list[dict[str, Any]]:
                     "source": pair.source,
                     "score": pair.score,
                     "status": pair.status,
-                    "reason": pair.reason,
+                    "reason": pair.reason if pair.status == "rejected" else None,
+                    "suspect": pair.reason if pair.status == "accepted" else None,
                     "detail": rejection.detail if rejection else None,
                     "stage": rejection.stage if rejection else None,
                     "offset_s": pair.offset_s,

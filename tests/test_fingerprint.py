@@ -18,8 +18,11 @@ from hypothesis import strategies as st
 from mining.audio import load_audio, resample
 from mining.fingerprint import (
     DEFAULT_PARAMS,
+    DEFAULT_THRESHOLDS,
     Fingerprint,
     FingerprintIndex,
+    VerifyThresholds,
+    candidate_pairs,
     discover_pairs,
     find_duplicates,
     fingerprint,
@@ -117,12 +120,28 @@ def test_the_mix_against_itself_is_same_audio() -> None:
     assert verdict.offset_s == 0.0
 
 
-def test_the_mix_against_its_re_encode_is_same_audio() -> None:
+def test_the_mix_against_its_re_encode_is_a_same_audio_suspect_for_the_derivation() -> None:
     mix, _, sr = _clip("leon_7_08")
     copy, copy_sr, true_offset = _library_copy(mix, sr, offset_s=0.4, gain_db=-4.0, rate=44100)
     verdict = verify_pair(fingerprint(mix, sr), fingerprint(copy, copy_sr))
-    assert verdict.reason == "same_audio", verdict
+    assert verdict.suspect == "same_audio", verdict
+    assert verdict.ratio >= DEFAULT_THRESHOLDS.same_audio_ratio
     assert abs(verdict.offset_s - true_offset) <= FRAME_S
+    strict = VerifyThresholds(copy_ratio=DEFAULT_THRESHOLDS.same_audio_ratio)
+    assert verify_pair(fingerprint(mix, sr), fingerprint(copy, copy_sr), strict).reason == (
+        "same_audio"
+    )
+
+
+def test_a_near_miss_is_a_fingerprint_mismatch_suspect_and_a_clear_miss_is_rejected() -> None:
+    mix, instrumental, sr = _clip("amy_10_01")
+    fp_mix, fp_inst = fingerprint(mix, sr), fingerprint(instrumental, sr)
+    ratio = verify_pair(fp_mix, fp_inst).ratio
+    demanding = VerifyThresholds(min_ratio=ratio + 0.01, near_min_ratio=ratio - 0.01)
+    near = verify_pair(fp_mix, fp_inst, demanding)
+    assert (near.accepted, near.suspect) == (True, "fingerprint_mismatch")
+    too_far = VerifyThresholds(min_ratio=ratio + 0.02, near_min_ratio=ratio + 0.01)
+    assert verify_pair(fp_mix, fp_inst, too_far).reason == "fingerprint_mismatch"
 
 
 def test_fingerprints_round_trip_through_bytes() -> None:
@@ -218,3 +237,10 @@ def test_duplicates_are_found_by_fingerprint_and_by_content_hash() -> None:
     by_track = {d.track_id: (d.duplicate_of, d.evidence) for d in found}
     assert by_track == {6: (5, "fingerprint"), 7: (3, "content_hash")}
     assert all(d.ratio >= 0.65 for d in found)
+
+
+def test_a_title_pair_is_never_called_a_duplicate_by_fingerprint() -> None:
+    fps, _, _ = _library()
+    index = FingerprintIndex(fps)
+    found = find_duplicates(index, candidates=candidate_pairs(index), known=[(6, 5)])
+    assert found == []

@@ -52,6 +52,30 @@ def test_an_instrumental_that_is_the_mix_is_no_vocals(
     assert "vocal share" in result.detail
 
 
+def test_a_same_audio_suspect_is_confirmed_by_its_missing_vocals_and_cleared_by_real_ones(
+    pair_files: tuple[Path, Path, np.ndarray], tmp_path: Path
+) -> None:
+    original, instrumental, mix = pair_files
+    fake = save_audio(tmp_path / "fake (instrumental).mp3", mix[None] * 0.5, 16000)
+    confirmed = process_pair(original, fake, "paper", suspect="same_audio")
+    assert confirmed.reason == "same_audio"
+    assert "vocal share" in confirmed.detail and "one recording" in confirmed.detail
+    cleared = process_pair(original, instrumental, "paper", suspect="same_audio")
+    assert cleared.ok, cleared.detail
+
+
+def test_a_fingerprint_mismatch_suspect_that_does_not_align_is_a_fingerprint_mismatch(
+    pair_files: tuple[Path, Path, np.ndarray], mir1k_dir: Path, tmp_path: Path
+) -> None:
+    original, instrumental, _ = pair_files
+    other, _, sr = load_clip(mir1k_dir, "leon_7_05")
+    unrelated = save_audio(tmp_path / "other.flac", other[None], sr)
+    result = process_pair(original, unrelated, "paper", suspect="fingerprint_mismatch")
+    assert result.reason == "fingerprint_mismatch"
+    assert "does not align" in result.detail
+    assert process_pair(original, instrumental, "paper", suspect="fingerprint_mismatch").ok
+
+
 def test_unreadable_instrumental_is_a_decode_error(
     pair_files: tuple[Path, Path, np.ndarray], tmp_path: Path
 ) -> None:
