@@ -112,12 +112,13 @@ def timed(run: Any, repeat: int) -> dict[str, Any]:
     return {"wall_s": best[0], "cpu_s": best[1], "all_wall_s": [round(w, 3) for w, _ in runs]}
 
 
-def ours(preset: str, song: Path, out: Path, repeat: int) -> dict[str, Any]:
+def ours(preset: str, song: Path, out: Path, repeat: int, workers: int | None) -> dict[str, Any]:
     torch.manual_seed(0)
-    separator = Separator(build_model("unet", preset))
+    separator = Separator(build_model("unet", preset), workers=workers)
     size, _ = separator.chunks.block_samples(44100, separator.preset)
     separator.separate_array(np.zeros((2, size + 44100), np.float32), 44100)  # warm-up
-    return timed(lambda: separator.separate_file(song, out / preset, overwrite=True), repeat)
+    result = timed(lambda: separator.separate_file(song, out / preset, overwrite=True), repeat)
+    return {**result, "workers": separator.workers}
 
 
 def torchaudio_shim() -> None:
@@ -184,8 +185,9 @@ def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     duration = sf.info(song).duration
     rows: dict[str, Any] = {}
     n = args.repeat
-    runs = [("vocalmine paper", lambda: ours("paper", song, work, n))]
-    runs.append(("vocalmine hq", lambda: ours("hq", song, work, n)))
+    runs = [("vocalmine paper", lambda: ours("paper", song, work, n, args.workers))]
+    if not args.skip_hq:
+        runs.append(("vocalmine hq", lambda: ours("hq", song, work, n, args.workers)))
     if not args.skip_competitors:
         runs.append(("Open-Unmix", lambda: open_unmix(song, work, n)))
         runs.append(("HT-Demucs", lambda: ht_demucs(song, work, args.demucs_seconds, n)))
@@ -210,9 +212,10 @@ def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for name in ("Open-Unmix", "HT-Demucs"):
         if "rtf" in rows.get(name, {}):
             rows[name]["paper_speedup"] = paper / rows[name]["rtf"]
+    workers = rows["vocalmine paper"].get("workers")
     table = Table(
         title=f"End-to-end real-time factor, {duration:.0f} s song, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads"
+        f"{torch.get_num_threads()} torch threads (ours: {workers} single-threaded block workers)"
     )
     for column in (
         "system",
@@ -242,6 +245,7 @@ def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "song_s": duration,
         "threads": torch.get_num_threads(),
+        "workers": workers,
         "repeat": args.repeat,
         "max_load": max(loads, default=None),
         "systems": rows,
@@ -400,6 +404,10 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeat", type=int, default=3, help="timed runs; the fastest counts")
+    parser.add_argument(
+        "--workers", type=int, help="our blocks separated at once (default: one per core)"
+    )
+    parser.add_argument("--skip-hq", action="store_true", help="time only our paper preset")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-competitors", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")

@@ -18,6 +18,7 @@ band is dropped: the stems keep the input's bandwidth because they sum to it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,26 +77,127 @@ def _window(kind: Window, n_fft: int, like: torch.Tensor) -> torch.Tensor:
     return window.sqrt() if kind == "sqrt-hann" else window
 
 
+FRAMES_PER_PASS = 64
+
+
 def stft(audio: torch.Tensor, n_fft: int, hop: int, window: Window = "hann") -> torch.Tensor:
-    """Complex STFT ``(C, n_fft//2+1, frames)`` of ``(C, N)`` audio; centred, zero padded."""
-    return torch.stft(
-        audio,
-        n_fft,
-        hop,
-        window=_window(window, n_fft, audio),
-        center=True,
-        pad_mode="constant",
-        return_complex=True,
-    )
+    """Complex STFT ``(..., n_fft//2+1, frames)`` of ``(..., N)`` audio; centred, zero padded.
+
+    The same numbers as ``torch.stft(center=True, pad_mode="constant")``, computed as windowed
+    ``rfft`` of :data:`FRAMES_PER_PASS` frames at a time into one preallocated result: no
+    full-size temporaries, whose fresh pages cost as much as the FFT itself on a 48-s block,
+    so about twice as fast on CPU. The result is a transposed view of a ``(..., frames, bins)``
+    tensor, the layout :func:`istft`'s ``irfft`` reads without a copy.
+    """
+    padded = torch.nn.functional.pad(audio, (n_fft // 2, n_fft // 2))
+    frames = padded.unfold(-1, n_fft, hop)
+    win = _window(window, n_fft, audio)
+    count = frames.shape[-2]
+    dtype = torch.complex128 if audio.dtype == torch.float64 else torch.complex64
+    out = torch.empty(*frames.shape[:-1], n_fft // 2 + 1, dtype=dtype, device=audio.device)
+    step = FRAMES_PER_PASS
+    buffer = torch.empty(*frames.shape[:-2], step, n_fft, dtype=win.dtype, device=audio.device)
+    for first in range(0, count, step):
+        last = min(count, first + step)
+        windowed = torch.mul(frames[..., first:last, :], win, out=buffer[..., : last - first, :])
+        torch.fft.rfft(windowed, dim=-1, out=out[..., first:last, :])
+    return out.transpose(-1, -2)
 
 
 def istft(
     spec: torch.Tensor, n_fft: int, hop: int, length: int, window: Window = "hann"
 ) -> torch.Tensor:
-    """Inverse of :func:`stft` with the same window, cut to ``length`` samples."""
-    return torch.istft(
-        spec, n_fft, hop, window=_window(window, n_fft, spec), center=True, length=length
-    )
+    """Inverse of :func:`stft` with the same window, cut to ``length`` samples.
+
+    Equal to ``torch.istft(center=True, length=length)`` within float rounding: windowed
+    overlap-add divided by the summed squared window. When ``hop`` divides ``n_fft`` the
+    frames are inverted and overlap-added :data:`FRAMES_PER_PASS` at a time as ``n_fft / hop``
+    shifted slice additions (no full-size temporaries, about twice as fast on CPU); otherwise
+    ``torch.istft`` does it.
+    """
+    win = _window(window, n_fft, spec)
+    if n_fft % hop:
+        return torch.istft(spec, n_fft, hop, window=win, center=True, length=length)
+    by_frame = spec.transpose(-1, -2)
+
+    def inverse(first: int, last: int, out: torch.Tensor) -> torch.Tensor:
+        return torch.fft.irfft(by_frame[..., first:last, :], n=n_fft, dim=-1, out=out)
+
+    *lead, count, _ = by_frame.shape
+    return _overlap_add(inverse, lead, count, win, hop, length)
+
+
+def masked_istft(
+    audio: torch.Tensor,
+    mask: FullBandMask,
+    n_fft: int,
+    hop: int,
+    window: Window = "hann",
+) -> torch.Tensor:
+    """``istft(mask.apply(stft(audio)))``, the same length as ``audio``, in one pass.
+
+    Frame by frame (:data:`FRAMES_PER_PASS` at a time): window, ``rfft``, mask, ``irfft``,
+    overlap-add. The full ``(C, bins, T)`` spectrogram (34 MB for a 48-s stereo block at
+    44.1 kHz, fresh pages on every block) is never built.
+    """
+    length = audio.shape[-1]
+    if n_fft % hop:
+        return istft(mask.apply(stft(audio, n_fft, hop, window)), n_fft, hop, length, window)
+    win = _window(window, n_fft, audio)
+    frames = torch.nn.functional.pad(audio, (n_fft // 2, n_fft // 2)).unfold(-1, n_fft, hop)
+    *lead, count, _ = frames.shape
+    dtype = torch.complex128 if audio.dtype == torch.float64 else torch.complex64
+    spectra = torch.empty(*lead, FRAMES_PER_PASS, n_fft // 2 + 1, dtype=dtype, device=audio.device)
+    k = mask.low.shape[-2]
+
+    def filtered(first: int, last: int, out: torch.Tensor) -> torch.Tensor:
+        windowed = torch.mul(frames[..., first:last, :], win, out=out)
+        spec = torch.fft.rfft(windowed, dim=-1, out=spectra[..., : last - first, :])
+        real = torch.view_as_real(spec)
+        real[..., :k, :].mul_(mask.low[..., first:last].transpose(-1, -2).unsqueeze(-1))
+        real[..., k:, :].mul_(mask.high[..., first:last].transpose(-1, -2).unsqueeze(-1))
+        return torch.fft.irfft(spec, n=n_fft, dim=-1, out=out)
+
+    return _overlap_add(filtered, lead, count, win, hop, length)
+
+
+def _overlap_add(
+    frames_of: Callable[[int, int, torch.Tensor], torch.Tensor],
+    lead: list[int],
+    count: int,
+    win: torch.Tensor,
+    hop: int,
+    length: int,
+) -> torch.Tensor:
+    """Windowed overlap-add of ``count`` frames, divided by the summed squared window.
+
+    ``frames_of(first, last, out)`` returns the time-domain frames ``first:last``
+    ``(*lead, last - first, n_fft)``, written into ``out``; ``hop`` divides ``n_fft``. The
+    result is centred like ``torch.istft(center=True)`` and cut or zero-padded to ``length``.
+    """
+    n_fft = win.shape[0]
+    ratio = n_fft // hop
+    out = torch.zeros(*lead, count + ratio - 1, hop, dtype=win.dtype, device=win.device)
+    parts = win.reshape(ratio, hop)
+    buffer = torch.empty(*lead, FRAMES_PER_PASS, n_fft, dtype=win.dtype, device=win.device)
+    for first in range(0, count, FRAMES_PER_PASS):
+        last = min(count, first + FRAMES_PER_PASS)
+        chunk = frames_of(first, last, buffer[..., : last - first, :])
+        chunk = chunk.view(*lead, last - first, ratio, hop)
+        for r in range(ratio):
+            out[..., first + r : last + r, :].addcmul_(chunk[..., r, :], parts[r])
+    envelope = torch.zeros(count + ratio - 1, hop, dtype=win.dtype, device=win.device)
+    for r in range(ratio):
+        envelope[r : r + count] += parts[r] * parts[r]
+    start = n_fft // 2
+    out = out.reshape(*lead, -1)[..., start : start + length]
+    envelope = envelope.reshape(-1)[start : start + length]
+    if envelope.abs().min() < 1e-11:
+        raise RuntimeError(f"istft: the window's overlap-add is zero (n_fft {n_fft}, hop {hop})")
+    out.div_(envelope)
+    if out.shape[-1] < length:
+        out = torch.nn.functional.pad(out, (0, length - out.shape[-1]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -116,10 +218,13 @@ class FullBandMask:
         upper = self.high.expand(-1, self.bins - self.low.shape[1], -1)
         return torch.cat([self.low, upper], dim=1)
 
-    def apply(self, spec: torch.Tensor) -> torch.Tensor:
-        """``mask * spec`` for a complex ``(C, bins, T)`` spectrogram (mixture phase kept)."""
+    def apply(self, spec: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+        """``mask * spec`` for a complex ``(C, bins, T)`` spectrogram (mixture phase kept).
+
+        ``inplace`` overwrites ``spec`` (no full-size allocation) and returns it.
+        """
         k = self.low.shape[1]
-        out = torch.empty_like(spec)
+        out = spec if inplace else torch.empty_like(spec)
         real_in, real_out = torch.view_as_real(spec), torch.view_as_real(out)
         torch.mul(real_in[:, :k], self.low.unsqueeze(-1), out=real_out[:, :k])
         torch.mul(real_in[:, k:], self.high.unsqueeze(-1), out=real_out[:, k:])
@@ -158,7 +263,9 @@ def map_to_full_band(
     t0 = tpos.floor().long().clamp(max=max(model_frames - 2, 0))
     t1 = (t0 + 1).clamp(max=model_frames - 1)
     wt = (tpos - t0).clamp(0, 1).to(vocal_mask.dtype)
-    mapped = torch.lerp(by_freq[..., t0], by_freq[..., t1], wt)
+    # Interpolated frame by frame, (C, T, bins) in memory, like the spectra of :func:`stft`.
+    by_frame = by_freq.transpose(1, 2).contiguous()
+    mapped = torch.lerp(by_frame[:, t0], by_frame[:, t1], wt[:, None]).transpose(1, 2)
     return FullBandMask(mapped[:, :-1], mapped[:, -1:], bins)
 
 

@@ -31,6 +31,7 @@ from mining.audio import SNDFILE_SUFFIXES, AudioError, probe
 
 OutputFormat = Literal["wav", "flac", "mp3"]
 MP3_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000}
+WRITE_FRAMES = 1 << 16
 
 
 class AudioStream:
@@ -201,13 +202,19 @@ class StemWriter:
             )
 
     def write(self, audio: np.ndarray) -> None:
-        """Append ``(channels, samples)`` audio."""
-        if self._sndfile is not None:
-            self._sndfile.write(np.ascontiguousarray(audio.T))
-        else:
-            assert self._mp3 is not None and self._fh is not None
-            pcm = (np.clip(audio.T, -1.0, 1.0) * 32767.0).round().astype("<i2")
-            self._fh.write(bytes(self._mp3.encode(pcm.tobytes())))
+        """Append ``(channels, samples)`` audio.
+
+        Interleaved :data:`WRITE_FRAMES` at a time: the small temporaries are reused by the
+        allocator, where one interleaved copy of a 48-s block would be fresh pages each time.
+        """
+        for start in range(0, audio.shape[-1], WRITE_FRAMES):
+            part = audio[:, start : start + WRITE_FRAMES].T
+            if self._sndfile is not None:
+                self._sndfile.write(np.ascontiguousarray(part))
+            else:
+                assert self._mp3 is not None and self._fh is not None
+                pcm = (np.clip(part, -1.0, 1.0) * 32767.0).round().astype("<i2")
+                self._fh.write(bytes(self._mp3.encode(pcm.tobytes())))
 
     def commit(self) -> Path:
         """Finish the file and move it to its final name (mode as a new file would get)."""
