@@ -1,0 +1,46 @@
+"""What `vocalmine pairs --why` reports about a pair follows it through its life."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from storage import mining_store as store
+from storage.catalog import Catalog, Track, open_catalog
+
+
+def _catalog_with_pair(tmp_path: Path) -> tuple[Catalog, int, int]:
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with catalog.session() as session:
+        for name in ("Song.flac", "Song (Instrumental).flac"):
+            session.add(Track(path=str(tmp_path / name), size=1, mtime=0.0, content_hash=name))
+    run_id = store.start_run(catalog, str(tmp_path), None)
+    original, instrumental = (t.id for t in store.library_tracks(catalog, str(tmp_path)))
+    pair_id = store.upsert_pair(
+        catalog, original, instrumental, source="title", score=95.0, run_id=run_id
+    )
+    return catalog, pair_id, run_id
+
+
+def test_a_suspect_is_shown_until_the_derivation_settles_it(tmp_path: Path) -> None:
+    catalog, pair_id, run_id = _catalog_with_pair(tmp_path)
+    store.accept_pair(catalog, pair_id, suspect="same_audio", fp_ratio=0.66)
+    [pending] = store.explain(catalog, str(pair_id))
+    assert (pending["status"], pending["suspect"], pending["reason"]) == (
+        "accepted",
+        "same_audio",
+        None,
+    )
+    assert [p.reason for p in store.pairs_with_status(catalog, "accepted")] == ["same_audio"]
+
+    store.mark_mined(catalog, pair_id, quality=0.98, segments=3)
+    [mined] = store.explain(catalog, str(pair_id))
+    assert (mined["status"], mined["suspect"], mined["reason"]) == ("mined", None, None)
+
+    store.reject_pair(catalog, pair_id, "same_audio", "no vocals left", "process", run_id)
+    [rejected] = store.explain(catalog, str(pair_id))
+    assert (rejected["status"], rejected["reason"], rejected["detail"]) == (
+        "rejected",
+        "same_audio",
+        "no vocals left",
+    )
+    catalog.dispose()
