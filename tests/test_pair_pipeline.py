@@ -64,18 +64,6 @@ def test_a_same_audio_suspect_is_confirmed_by_its_missing_vocals_and_cleared_by_
     assert cleared.ok, cleared.detail
 
 
-def test_a_fingerprint_mismatch_suspect_that_does_not_align_is_a_fingerprint_mismatch(
-    pair_files: tuple[Path, Path, np.ndarray], mir1k_dir: Path, tmp_path: Path
-) -> None:
-    original, instrumental, _ = pair_files
-    other, _, sr = load_clip(mir1k_dir, "leon_7_05")
-    unrelated = save_audio(tmp_path / "other.flac", other[None], sr)
-    result = process_pair(original, unrelated, "paper", suspect="fingerprint_mismatch")
-    assert result.reason == "fingerprint_mismatch"
-    assert "does not align" in result.detail
-    assert process_pair(original, instrumental, "paper", suspect="fingerprint_mismatch").ok
-
-
 def test_unreadable_instrumental_is_a_decode_error(
     pair_files: tuple[Path, Path, np.ndarray], tmp_path: Path
 ) -> None:
@@ -87,15 +75,24 @@ def test_unreadable_instrumental_is_a_decode_error(
     assert str(broken) in result.detail and "\n" not in result.detail
 
 
-def test_unrelated_instrumental_is_misaligned(
-    pair_files: tuple[Path, Path, np.ndarray], mir1k_dir: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("suspect", "reason"), [(None, "misaligned"), ("fingerprint_mismatch", "fingerprint_mismatch")]
+)
+def test_unrelated_instrumental_is_misaligned_or_confirms_a_fingerprint_suspect(
+    pair_files: tuple[Path, Path, np.ndarray],
+    mir1k_dir: Path,
+    tmp_path: Path,
+    suspect: str | None,
+    reason: str,
 ) -> None:
-    original, _, _ = pair_files
+    original, instrumental, _ = pair_files
     other, _, sr = load_clip(mir1k_dir, "leon_7_05")
     unrelated = save_audio(tmp_path / "other.flac", other[None], sr)
-    result = process_pair(original, unrelated, "paper")
-    assert result.reason == "misaligned"
+    result = process_pair(original, unrelated, "paper", suspect=suspect)
+    assert result.reason == reason
     assert result.alignment is not None
+    assert ("does not align" in result.detail) == (suspect is not None)
+    assert process_pair(original, instrumental, "paper", suspect=suspect).ok
 
 
 def test_long_song_skips_its_ends_and_uses_the_configured_hop(
