@@ -115,10 +115,15 @@ def derive(mix: np.ndarray, instr: np.ndarray, sr: int, preset: STFTPreset) -> D
 def vocal_activity_db(derived: Derived, percentile: float = 90.0) -> float:
     """``percentile`` over frames of the per-frame vocal-to-mix energy ratio, in dB.
 
-    Frames 60 dB below the loudest mix frame (silence) are ignored.
+    Frames 60 dB below the loudest mix frame (silence) are ignored, and so are frames where the
+    aligned instrumental is silent (60 dB below its loudest frame): outside the instrumental's
+    extent the "vocals" are the whole mix, so a copy of the mix that starts a second later would
+    otherwise pass for a pair with vocals.
     """
     e_m, e_v = derived.frame_energy[0], derived.frame_energy[1]
+    e_i = _frame_energy(derived.instr_mag)
     loud = e_m > 1e-6 * max(float(e_m.max(initial=0.0)), _EPS)
+    loud &= e_i > 1e-6 * max(float(e_i.max(initial=0.0)), _EPS)
     if not loud.any():
         return float("-inf")
     ratio = 10 * np.log10((e_v[loud] + _EPS) / e_m[loud])

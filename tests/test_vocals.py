@@ -71,6 +71,19 @@ def test_instrumental_that_is_really_the_mix_is_rejected_and_real_pairs_pass(
     assert vocal_activity_db(derive(mix, real, sr, preset)) > -6.0
 
 
+def test_a_copy_of_the_mix_missing_its_first_two_seconds_still_has_no_vocals(
+    mir1k_dir: Path,
+) -> None:
+    # Outside the copy's extent the "vocals" are the whole mix: those frames must not count.
+    acc, voc, sr = load_clip(mir1k_dir, "amy_10_01")
+    mix = (acc + voc)[None]
+    late = mined_instrumental(mix, mp3_round_trip(mix[:, 2 * sr :] * 0.8, sr), sr)
+    assert not late[:, :sr].any()
+    assert check_vocals(derive(mix, late, sr, PRESETS["paper"])) == NO_VOCALS
+    real = mined_instrumental(mix, mp3_round_trip(acc[None, 2 * sr :] * 0.8, sr), sr)
+    assert check_vocals(derive(mix, real, sr, PRESETS["paper"])) is None
+
+
 @pytest.mark.parametrize("name", CLIPS)
 def test_vocals_from_the_true_instrumental_reconstruct_the_true_vocals(
     mir1k_dir: Path, name: str
