@@ -7,8 +7,13 @@ to 44.1 or 48 kHz, and an MP3 round trip at 128 kbit/s (lameenc via mining.audio
 
 Categories (query → reference = the clip's mix):
 
-* ``true_pair``: the clip's own accompaniment (L) — must be accepted;
-* ``same_audio``: the mix itself — must be ``same_audio``;
+* ``true_pair``: the clip's own accompaniment (L) — must be accepted (a ``fingerprint_mismatch``
+  suspect is accepted too: its alignment confirms it);
+* ``same_audio``: the mix itself — must be ``same_audio``, outright or as a ``same_audio``
+  suspect (whose derived vocals then reject it);
+
+A suspect is settled as the flow settles it: :func:`mining.pair_pipeline.process_pair` on the
+clip's mix (FLAC) and the degraded query file, its verdict shown as ``suspect X → outcome``.
 * ``other_song``: the accompaniment of a clip of another song — must be rejected;
 * ``other_clip``: the accompaniment of another clip of the same song — must be rejected;
 * ``stretched``: the accompaniment time-stretched by 3–5 % (librosa phase vocoder) — a "remix";
@@ -49,6 +54,7 @@ from mining.fingerprint import (  # noqa: E402
     orient_pair,
     verify_pair,
 )
+from mining.pair_pipeline import process_pair  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 RESULTS = ROOT / "bench" / "results" / "fingerprint_calibration.json"
@@ -111,6 +117,7 @@ def main() -> None:
             stereo, sr = load_audio(file)
             acc, mix = stereo[0], stereo[0] + stereo[1]
             ref = fingerprint(mix, sr)
+            mix_file = save_audio(tmp / "mix.flac", mix[None] / max(1.0, np.abs(mix).max()), sr)
             others = [s for s in songs if s != song]
             other_file = songs[others[rng.integers(len(others))]][0]
             siblings = [f for f in songs[song] if f != file]
@@ -131,6 +138,16 @@ def main() -> None:
                 result = match(query, ref)
                 verdict = verify_pair(ref, query)
                 key = verdict.reason or "accepted"
+                if verdict.suspect:
+                    settled = process_pair(
+                        mix_file,
+                        tmp / "q.mp3",
+                        "paper",
+                        verdict.offset_s,
+                        segment_skip_s=0.0,
+                        suspect=verdict.suspect,
+                    )
+                    key = f"suspect {verdict.suspect} → {settled.reason or 'mined'}"
                 verdicts[category][key] = verdicts[category].get(key, 0) + 1
                 rows[category].append(
                     {
