@@ -11,14 +11,15 @@ What it measures (``python bench/separation.py --help`` for the knobs):
    nothing can be downloaded. HT-Demucs is timed on the first ``--demucs-seconds`` of the song
    (its cost is linear in length); the factor is seconds of audio per second of wall time.
    Each system runs ``--repeat`` times and the fastest run counts; the host's load average is
-   recorded, since the 2 cores are shared and absolute numbers move with it.
+   recorded, since the 2 cores are shared and absolute numbers move with it. Ours separates
+   ``--workers`` blocks at once (default one per core), each with one torch thread.
 2. **Peak memory** (``VmHWM``, the peak resident set of a fresh subprocess separating a WAV file
    with the paper preset; ``ru_maxrss`` would inherit the parent's peak across ``exec``) for a
    10-minute and a 60-minute input: streaming keeps it flat.
 3. **Scores on MUSDB18-7 test** (museval v4, 1 s frames, median over frames then tracks; 16-bit
    PCM decoding): MIX and IRM1 beside the reference numbers of shared/data/README.md (the
-   pipeline check), and the registry's current model (else a freshly initialised one, labelled
-   UNTRAINED) without and with each post-processing option.
+   pipeline check), and the registry's ``--model`` (default ``vocalmine``'s current; else a
+   freshly initialised one, labelled UNTRAINED) without and with each post-processing option.
 
 Open-Unmix and HT-Demucs pin torchaudio, which has no build for this torch; they are installed
 with ``pip install --no-deps openunmix demucs einops julius`` and get an empty ``torchaudio``
@@ -302,14 +303,15 @@ def write_long_input(path: Path, seconds: int) -> None:
             handle.write((tone[:, None] + 0.05 * rng.standard_normal((n, 2))).astype(np.float32))
 
 
-def current_model() -> tuple[Any, str]:
-    """The registry's current model under the default settings, else fresh weights."""
+def current_model(spec: str | None = None) -> tuple[Any, str]:
+    """The registry's model ``NAME[:VERSION]`` (default: ``vocalmine``'s current) under the
+    configured settings (``VOCALMINE_DATA_DIR``, ...), else fresh weights."""
     try:
         from separation.separate import load_registered_model
         from storage.config import get_settings
 
         settings = get_settings()
-        model, record = load_registered_model(None, settings.model_root, settings.catalog_url)
+        model, record = load_registered_model(spec, settings.model_root, settings.catalog_url)
         return model, f"{record['name']} v{record['version']} ({model.kind}/{model.preset.name})"
     except Exception as exc:  # noqa: BLE001 - any failure means: no trained model here
         console.print(f"no registered model ({' '.join(str(exc).split())}); using fresh weights")
@@ -321,7 +323,7 @@ def scores(args: argparse.Namespace) -> dict[str, Any]:
     if not MUSDB.is_dir():
         console.print(f"[yellow]skipping scores: {MUSDB} is absent[/yellow]")
         return {"skipped": f"{MUSDB} absent"}
-    model, label = current_model()
+    model, label = current_model(args.model)
     systems, descriptions = baseline_systems()
     for variant in args.variants:
         post = parse_variant(variant)
@@ -408,6 +410,9 @@ def main() -> None:
         "--workers", type=int, help="our blocks separated at once (default: one per core)"
     )
     parser.add_argument("--skip-hq", action="store_true", help="time only our paper preset")
+    parser.add_argument(
+        "--model", help="registered NAME[:VERSION] to score (default: vocalmine's current)"
+    )
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-competitors", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
@@ -415,8 +420,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results["host"] = {
+    host = {
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
@@ -427,20 +431,24 @@ def main() -> None:
         if not args.skip_speed:
             run = speed(args, work)
             run["date"] = datetime.now(UTC).isoformat(timespec="seconds")
-            results.setdefault("speed_runs", []).append(run)
-            save(results)
+            save(host, speed_run=run)
         if not args.skip_memory:
-            results["memory"] = memory(args, work)
-            save(results)
+            save(host, memory=memory(args, work))
     if not args.skip_scores:
-        results["scores"] = scores(args)
-        save(results)
+        save(host, scores=scores(args))
     console.print(f"wrote {RESULTS}")
 
 
-def save(results: dict[str, Any]) -> None:
+def save(host: dict[str, Any], *, speed_run: dict[str, Any] | None = None, **sections: Any) -> None:
+    """Merge one section into the results file as it is now (another run may have written to
+    it meanwhile: a score run takes half an hour) and write it atomically."""
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["host"] = host
+    if speed_run is not None:
+        results.setdefault("speed_runs", []).append(speed_run)
+    results.update(sections)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
+    tmp = RESULTS.with_name(f".{RESULTS.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(results, indent=1, default=float))
     tmp.replace(RESULTS)
 
