@@ -376,6 +376,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--loader-samples", type=int, default=400)
     parser.add_argument("--skip-variants", action="store_true", help="throughput only")
     parser.add_argument("--shard-dir", type=Path, help="keep the MIR-1K shards here")
+    parser.add_argument(
+        "--shards-only",
+        action="store_true",
+        help="only build the MIR-1K shards in --shard-dir (e.g. to train on them) and exit",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.peak_device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -384,6 +389,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.shards_only:
+        if args.shard_dir is None:
+            raise SystemExit("--shards-only needs --shard-dir")
+        manifest = build_mir1k_shards(args.mir1k, args.shard_dir, args.valid_singer)
+        console.print(f"MIR-1K shards in {args.shard_dir / 'mir1k'}: {manifest['counts']}")
+        return 0
     started = time.perf_counter()
     report: dict[str, Any] = {
         "command": " ".join(["python", "bench/training.py", *(argv or sys.argv[1:])]),
