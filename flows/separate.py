@@ -96,6 +96,10 @@ def separate_command(
     patch_overlap: Annotated[
         float, typer.Option("--patch-overlap", min=0.0, max=0.9, help="share of a model patch")
     ] = 0.0,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="blocks separated at once (default: one per core)"),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="settings file")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="data folder")] = None,
 ) -> None:
@@ -121,6 +125,7 @@ def separate_command(
             device=device.value,
             post=post,
             chunks=ChunkSettings(patch_overlap=patch_overlap),
+            workers=workers,
         )
     except (RuntimeError, AssertionError) as exc:
         message = f"--device {device.value}: {' '.join(str(exc).split())}"

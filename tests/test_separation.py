@@ -356,3 +356,15 @@ def test_command_without_a_registered_model_is_a_one_line_error(tmp_path: Path) 
     assert result.exit_code == 2
     assert result.output.strip().count("\n") == 0
     assert "nobody" in result.output
+
+
+def test_command_workers_option_changes_speed_not_stems(registered: Path, tmp_path: Path) -> None:
+    sf.write(tmp_path / "song.wav", noise(2, 16000 * 100).T, 16000)  # three model blocks
+    stems = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        args = ["separate", str(tmp_path / "song.wav"), "-o", str(out), "--workers", workers]
+        result = CliRunner().invoke(cli(), [*args, "--data-dir", str(registered)])
+        assert result.exit_code == 0, result.output
+        stems[workers] = sf.read(out / "song" / "vocals.wav", dtype="float32")[0]
+    np.testing.assert_allclose(stems["1"], stems["2"], atol=1e-4)
