@@ -103,10 +103,27 @@ def scan_task(library: str, catalog_url: str, hash_bytes: int) -> dict[str, Any]
         catalog.dispose()
 
 
-#: Files per fingerprint task at most. A Prefect task run costs about 0.25 CPU seconds of
-#: bookkeeping (worker, API server, flow) against 0.6 s to fingerprint a 4-minute file, so
-#: files go in batches; small libraries still get at least 16 tasks to spread over the workers.
-FINGERPRINT_BATCH = 8
+#: Seconds of audio per fingerprint task. A Prefect task run costs about 0.25 CPU seconds of
+#: bookkeeping (worker, API server, flow), as much as fingerprinting 40 s of audio, so short
+#: files go in batches; a 4-minute song is a task of its own, which keeps the workers balanced.
+FINGERPRINT_BATCH_S = 120.0
+
+
+def fingerprint_batches(
+    files: list[tuple[str, str]], durations: list[float], min_tasks: int = 16
+) -> list[list[tuple[str, str]]]:
+    """``files`` in order, cut into batches of about :data:`FINGERPRINT_BATCH_S` seconds of audio,
+    with at most ``len(files) / min_tasks`` files each so that small libraries still spread."""
+    cap = max(1, -(-len(files) // min_tasks))
+    batches: list[list[tuple[str, str]]] = []
+    seconds = 0.0
+    for file, duration in zip(files, durations, strict=True):
+        if not batches or seconds >= FINGERPRINT_BATCH_S or len(batches[-1]) >= cap:
+            batches.append([])
+            seconds = 0.0
+        batches[-1].append(file)
+        seconds += duration
+    return batches
 
 
 def _fingerprint_file(path: str, content_hash: str) -> tuple[str, bytes | None, str | None]:
@@ -214,10 +231,10 @@ def fingerprint_stage(
     }
     store.delete_fingerprints(catalog, stale)
     todo = store.missing_fingerprints(catalog, hashes)
-    path_of = {t.content_hash: t.path for t in tracks}
-    files = [(path_of[h], h) for h in sorted(todo)]
-    size = min(FINGERPRINT_BATCH, max(1, -(-len(files) // 16)))
-    futures = [fingerprint_task.submit(files[i : i + size]) for i in range(0, len(files), size)]
+    by_hash = {t.content_hash: t for t in tracks}
+    files = [(by_hash[h].path, h) for h in sorted(todo)]
+    batches = fingerprint_batches(files, [by_hash[h].duration_s for h in sorted(todo)])
+    futures = [fingerprint_task.submit(batch) for batch in batches]
     done = 0
     for future in as_completed(futures):
         for content_hash, data, error in future.result():
