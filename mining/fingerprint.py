@@ -523,9 +523,10 @@ def _best_offsets(
         for d in range(1, tolerance + 1):
             windowed[:, d:] += table[:, :-d]
             windowed[:, :-d] += table[:, d:]
-        present = np.unique(owner)
-        best = windowed[present].argmax(axis=1)
-        return present, best + lo, windowed[present, best]
+        best = windowed.argmax(axis=1)
+        votes = windowed[np.arange(n_owners), best]
+        present = np.flatnonzero(votes)
+        return present, best[present] + lo, votes[present]
     keys, counts = np.unique(owner * span + (offsets - lo), return_counts=True)
     windowed = counts.copy()
     for d in range(1, tolerance + 1):
