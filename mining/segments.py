@@ -11,6 +11,9 @@ Policy (DESIGN.md, "Vocal derivation and segments"), all of it in :class:`Segmen
 * **Last patch.** A trailing partial patch is zero-padded to full length when it holds at least
   ``min_last_fill`` of a patch (default 0.2, so a 3 s clip still gives one ``paper`` patch), and
   dropped otherwise. Zero padding is silence in all three spectrograms, a consistent example.
+* **Extent.** Patches are cut from the frames between the first and the last where the aligned
+  instrumental sounds: before and after it (an intro or an outro the instrumental lacks) the
+  "vocals" would be the whole mix. The skip counts from those ends.
 * **Times.** Frames are centred (``center=True``), frame ``t`` at ``t · hop / sample_rate``
   seconds of the mix, so ``start_s`` is the time of the patch's first frame.
 * **Quality.** :func:`mining.vocals.label_quality` over the patch's real (unpadded) frames.
@@ -97,19 +100,26 @@ def cut_segments(
     """Patches of ``derived`` (at ``preset``) with indices, start times and quality scores."""
     policy = policy or SegmentPolicy()
     size = preset.patch_frames
-    n_frames = derived.frames
+    sounding = np.flatnonzero(derived.instrumental_sounds())
+    if sounding.size == 0:
+        return []
+    first, end = int(sounding[0]), int(sounding[-1]) + 1
+    mix, instr, vocals = (
+        a[..., :end] for a in (derived.mix_mag, derived.instr_mag, derived.vocals_mag)
+    )
     segments = []
-    for index, start in enumerate(patch_starts(n_frames, preset, policy)):
-        real = min(size, n_frames - start)
+    for index, offset in enumerate(patch_starts(end - first, preset, policy)):
+        start = first + offset
+        real = min(size, end - start)
         q = derived.quality(start, start + real)
         segments.append(
             SegmentPatch(
                 segment_index=index,
                 start_s=start * preset.hop / preset.sample_rate,
                 quality=q.quality,
-                mix=_patch(derived.mix_mag, start, size),
-                instrumental=_patch(derived.instr_mag, start, size),
-                vocals=_patch(derived.vocals_mag, start, size),
+                mix=_patch(mix, start, size),
+                instrumental=_patch(instr, start, size),
+                vocals=_patch(vocals, start, size),
                 frames=real,
                 vocal_ratio_db=q.vocal_ratio_db,
                 residual_ratio_db=q.residual_ratio_db,

@@ -65,6 +65,12 @@ class Derived:
         """Number of STFT frames."""
         return int(self.mix_mag.shape[-1])
 
+    def instrumental_sounds(self) -> np.ndarray:
+        """Per frame: does the aligned instrumental sound there (within 60 dB of its loudest
+        frame)? False outside its extent, where the "vocals" are the whole mix."""
+        energy = _frame_energy(self.instr_mag)
+        return energy > 1e-6 * max(float(energy.max(initial=0.0)), _EPS)
+
     def quality(self, start: int = 0, stop: int | None = None) -> LabelQuality:
         """:func:`label_quality` of frames ``[start, stop)``."""
         e_m, e_v, e_n = self.frame_energy[:, start:stop].sum(axis=1)
@@ -121,9 +127,8 @@ def vocal_activity_db(derived: Derived, percentile: float = 90.0) -> float:
     otherwise pass for a pair with vocals.
     """
     e_m, e_v = derived.frame_energy[0], derived.frame_energy[1]
-    e_i = _frame_energy(derived.instr_mag)
     loud = e_m > 1e-6 * max(float(e_m.max(initial=0.0)), _EPS)
-    loud &= e_i > 1e-6 * max(float(e_i.max(initial=0.0)), _EPS)
+    loud &= derived.instrumental_sounds()
     if not loud.any():
         return float("-inf")
     ratio = 10 * np.log10((e_v[loud] + _EPS) / e_m[loud])

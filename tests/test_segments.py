@@ -22,7 +22,7 @@ def fake_derived(n_frames: int, preset=PAPER, seed: int = 0) -> Derived:
     rng = np.random.default_rng(seed)
     shape = (preset.channels, preset.bins, n_frames)
     mix = np.broadcast_to(np.arange(1, n_frames + 1, dtype=np.float32), shape).copy()
-    instr = mix * rng.uniform(0.2, 1.0, shape).astype(np.float32)
+    instr = (mix[..., -1:] * rng.uniform(0.2, 1.0, shape)).astype(np.float32)  # sounds throughout
     vocals = mix - instr
     energy = np.stack([(mix**2).sum(axis=(0, 1)), (vocals**2).sum(axis=(0, 1)), np.zeros(n_frames)])
     return Derived(mix, instr, vocals, energy)
@@ -92,6 +92,21 @@ def test_quality_is_per_segment_and_in_unit_range() -> None:
     segments = cut_segments(derived, PAPER, SegmentPolicy(skip_s=0))
     assert segments[0].quality == 0.0  # error as large as the vocals: worthless label
     assert all(0.0 < s.quality <= 1.0 for s in segments[1:])
+
+
+def test_frames_the_instrumental_does_not_cover_are_never_cut() -> None:
+    derived = fake_derived(frames_for(90))
+    first, end = frames_for(5), frames_for(80)  # the instrumental lacks an intro and an outro
+    derived.instr_mag[..., :first] = 0.0
+    derived.instr_mag[..., end:] = 0.0
+    segments = cut_segments(derived, PAPER, SegmentPolicy(skip_s=0, min_last_fill=0.1))
+    assert segments[0].mix[0, 0, 0] == first + 1  # the value encodes the frame index
+    for seg in segments:
+        real = seg.mix[0, 0, : seg.frames]
+        assert real.min() >= first + 1 and real.max() <= end
+        assert not seg.mix[..., seg.frames :].any()
+    derived.instr_mag[...] = 0.0
+    assert cut_segments(derived, PAPER) == []
 
 
 def test_hop_must_be_positive() -> None:
