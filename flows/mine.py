@@ -232,8 +232,9 @@ def fingerprint_stage(
     store.delete_fingerprints(catalog, stale)
     todo = store.missing_fingerprints(catalog, hashes)
     by_hash = {t.content_hash: t for t in tracks}
-    files = [(by_hash[h].path, h) for h in sorted(todo)]
-    batches = fingerprint_batches(files, [by_hash[h].duration_s for h in sorted(todo)])
+    ordered = sorted(todo)
+    files = [(by_hash[h].path, h) for h in ordered]
+    batches = fingerprint_batches(files, [by_hash[h].duration_s for h in ordered])
     futures = [fingerprint_task.submit(batch) for batch in batches]
     done = 0
     for future in as_completed(futures):
@@ -271,13 +272,13 @@ def verify_stage(
     logger = get_run_logger()
     index = FingerprintIndex(fps)
     candidates = candidate_pairs(index)
-    title_pairs = [(p.original_id, p.instrumental_id) for p in store.all_pairs(catalog)]
+    known = [(p.original_id, p.instrumental_id) for p in store.all_pairs(catalog)]
     duplicates = find_duplicates(
         index,
         durations={i: t.duration_s for i, t in tracks.items() if i in fps},
         content_hashes={i: t.content_hash for i, t in tracks.items() if i in fps},
         candidates=candidates,
-        known=title_pairs,
+        known=known,
     )
     copy_of = {d.track_id: d.duplicate_of for d in duplicates}
     for dup in duplicates:
@@ -326,7 +327,6 @@ def verify_stage(
                 run_id,
                 **numbers,
             )
-    known = [(p.original_id, p.instrumental_id) for p in store.all_pairs(catalog)]
     found = [
         d
         for d in discover_pairs(index, known=known, candidates=candidates)

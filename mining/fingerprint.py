@@ -631,6 +631,11 @@ class DiscoveredPair:
     suspect: Suspect | None = None
 
 
+def _unordered(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Pairs of track ids as (lower id, higher id), the form :func:`candidate_pairs` returns."""
+    return {(min(a, b), max(a, b)) for a, b in pairs}
+
+
 def candidate_pairs(
     index: FingerprintIndex,
     *,
@@ -646,8 +651,7 @@ def candidate_pairs(
     for track_id, fp in index.fingerprints.items():
         hits = index.query(fp, exclude=track_id, dt_tolerance=0)
         strong = (hits.n_matches >= min_matches) & (hits.ratio >= min_ratio)
-        for other in hits.track_ids[strong].tolist():
-            pairs.add((min(track_id, other), max(track_id, other)))
+        pairs |= _unordered((track_id, other) for other in hits.track_ids[strong].tolist())
     return pairs
 
 
@@ -682,11 +686,10 @@ def discover_pairs(
     Pairs in ``known`` (either order) and near-total agreements (copies; see
     :func:`find_duplicates`) are left out.
     """
-    known_pairs = {(min(a, b), max(a, b)) for a, b in known}
     if candidates is None:
         candidates = candidate_pairs(index, min_matches=thresholds.min_matches)
     found: list[DiscoveredPair] = []
-    for lo, hi in sorted(candidates - known_pairs):
+    for lo, hi in sorted(candidates - _unordered(known)):
         fp_lo, fp_hi = index.fingerprints[lo], index.fingerprints[hi]
         lo_in_hi, hi_in_lo = match(fp_lo, fp_hi), match(fp_hi, fp_lo)
         best = max(lo_in_hi.ratio, hi_in_lo.ratio)
@@ -785,7 +788,7 @@ def find_duplicates(
 
     if candidates is None:
         candidates = candidate_pairs(index, min_matches=min_matches)
-    for lo, hi in sorted(candidates - {(min(a, b), max(a, b)) for a, b in known}):
+    for lo, hi in sorted(candidates - _unordered(known)):
         dur_lo, dur_hi = duration(lo), duration(hi)
         if dur_lo is None or dur_hi is None or abs(dur_lo - dur_hi) > max_duration_diff_s:
             continue

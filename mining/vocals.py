@@ -68,8 +68,7 @@ class Derived:
     def instrumental_sounds(self) -> np.ndarray:
         """Per frame: does the aligned instrumental sound there (within 60 dB of its loudest
         frame)? False outside its extent, where the "vocals" are the whole mix."""
-        energy = _frame_energy(self.instr_mag)
-        return energy > 1e-6 * max(float(energy.max(initial=0.0)), _EPS)
+        return _within_60_db(_frame_energy(self.instr_mag))
 
     def quality(self, start: int = 0, stop: int | None = None) -> LabelQuality:
         """:func:`label_quality` of frames ``[start, stop)``."""
@@ -91,6 +90,11 @@ def to_preset(audio: np.ndarray, sr: int, preset: STFTPreset) -> np.ndarray:
     """``(C, N)`` audio at ``sr`` → float32 audio at the preset's rate and channel count."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
     return np.ascontiguousarray(to_preset_channels(resample(x, sr, preset.sample_rate), preset))
+
+
+def _within_60_db(energy: np.ndarray) -> np.ndarray:
+    """Frames whose energy is within 60 dB of the loudest (the rest count as silence)."""
+    return energy > 1e-6 * max(float(energy.max(initial=0.0)), _EPS)
 
 
 def _frame_energy(mag: np.ndarray) -> np.ndarray:
@@ -127,8 +131,7 @@ def vocal_activity_db(derived: Derived, percentile: float = 90.0) -> float:
     otherwise pass for a pair with vocals.
     """
     e_m, e_v = derived.frame_energy[0], derived.frame_energy[1]
-    loud = e_m > 1e-6 * max(float(e_m.max(initial=0.0)), _EPS)
-    loud &= derived.instrumental_sounds()
+    loud = _within_60_db(e_m) & derived.instrumental_sounds()
     if not loud.any():
         return float("-inf")
     ratio = 10 * np.log10((e_v[loud] + _EPS) / e_m[loud])
