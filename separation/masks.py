@@ -80,6 +80,17 @@ def _window(kind: Window, n_fft: int, like: torch.Tensor) -> torch.Tensor:
 FRAMES_PER_PASS = 64
 
 
+def _centred_frames(audio: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """``(..., frames, n_fft)`` view of ``audio`` zero padded by ``n_fft // 2`` on each side,
+    the frames of ``torch.stft(center=True, pad_mode="constant")``."""
+    return torch.nn.functional.pad(audio, (n_fft // 2, n_fft // 2)).unfold(-1, n_fft, hop)
+
+
+def _complex_dtype(audio: torch.Tensor) -> torch.dtype:
+    """The complex type of the spectrum of real ``audio``."""
+    return torch.complex128 if audio.dtype == torch.float64 else torch.complex64
+
+
 def stft(audio: torch.Tensor, n_fft: int, hop: int, window: Window = "hann") -> torch.Tensor:
     """Complex STFT ``(..., n_fft//2+1, frames)`` of ``(..., N)`` audio; centred, zero padded.
 
@@ -89,11 +100,10 @@ def stft(audio: torch.Tensor, n_fft: int, hop: int, window: Window = "hann") -> 
     so about twice as fast on CPU. The result is a transposed view of a ``(..., frames, bins)``
     tensor, the layout :func:`istft`'s ``irfft`` reads without a copy.
     """
-    padded = torch.nn.functional.pad(audio, (n_fft // 2, n_fft // 2))
-    frames = padded.unfold(-1, n_fft, hop)
+    frames = _centred_frames(audio, n_fft, hop)
     win = _window(window, n_fft, audio)
     count = frames.shape[-2]
-    dtype = torch.complex128 if audio.dtype == torch.float64 else torch.complex64
+    dtype = _complex_dtype(audio)
     out = torch.empty(*frames.shape[:-1], n_fft // 2 + 1, dtype=dtype, device=audio.device)
     step = FRAMES_PER_PASS
     buffer = torch.empty(*frames.shape[:-2], step, n_fft, dtype=win.dtype, device=audio.device)
@@ -144,10 +154,11 @@ def masked_istft(
     if n_fft % hop:
         return istft(mask.apply(stft(audio, n_fft, hop, window)), n_fft, hop, length, window)
     win = _window(window, n_fft, audio)
-    frames = torch.nn.functional.pad(audio, (n_fft // 2, n_fft // 2)).unfold(-1, n_fft, hop)
+    frames = _centred_frames(audio, n_fft, hop)
     *lead, count, _ = frames.shape
-    dtype = torch.complex128 if audio.dtype == torch.float64 else torch.complex64
-    spectra = torch.empty(*lead, FRAMES_PER_PASS, n_fft // 2 + 1, dtype=dtype, device=audio.device)
+    spectra = torch.empty(
+        *lead, FRAMES_PER_PASS, n_fft // 2 + 1, dtype=_complex_dtype(audio), device=audio.device
+    )
     k = mask.low.shape[-2]
 
     def filtered(first: int, last: int, out: torch.Tensor) -> torch.Tensor:
