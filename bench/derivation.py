@@ -48,21 +48,12 @@ from mining.alignment import Alignment, align, apply_alignment  # noqa: E402
 from mining.audio import load_audio, resample, save_audio  # noqa: E402
 from mining.loudness import match_gain  # noqa: E402
 from mining.stft import PRESETS  # noqa: E402
-from mining.vocals import derive, reconstruct_vocals, to_preset  # noqa: E402
+from mining.vocals import derive, reconstruct_vocals, sdr_db, to_preset  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 RESULTS = ROOT / "bench" / "results" / "derivation.json"
 LAME_DELAY = 1105  # lameenc writes no gapless header: decoded MP3s start 576 + 529 samples late
 console = Console(width=160)
-
-
-def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Plain SDR ``10 log10(‖s‖² / ‖s − ŝ‖²)``; clips whose vocals are silent give ``nan``."""
-    ref = reference.astype(np.float64).ravel()
-    err = ref - estimate.astype(np.float64).ravel()
-    if np.sum(ref**2) < 1e-8 * ref.size:
-        return float("nan")
-    return float(10 * np.log10(np.sum(ref**2) / max(np.sum(err**2), 1e-20)))
 
 
 def mp3_round_trip(audio: np.ndarray, sr: int, kbps: int) -> np.ndarray:

@@ -84,7 +84,7 @@ from mining.audio import load_audio  # noqa: E402
 from mining.fingerprint import DEFAULT_PARAMS, DEFAULT_THRESHOLDS, fingerprint  # noqa: E402
 from mining.library_builder import build_library, default_truth_dir, total_minutes  # noqa: E402
 from mining.stft import STFTPreset, get_preset  # noqa: E402
-from mining.vocals import derive, reconstruct_vocals, to_preset  # noqa: E402
+from mining.vocals import derive, reconstruct_vocals, sdr_db, to_preset  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "mining.json"
@@ -565,15 +565,6 @@ def measured_offset(
         return abs(float(np.dot(ref[m0 + lag : m1 + lag], sig[m0:m1])))
 
     return max(range(coarse - 2, coarse + 3), key=whole)
-
-
-def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Plain SDR in dB; ``nan`` when the reference is silent."""
-    ref = reference.astype(np.float64).ravel()
-    err = ref - estimate.astype(np.float64).ravel()
-    if np.sum(ref**2) < 1e-8 * ref.size:
-        return float("nan")
-    return float(10 * np.log10(np.sum(ref**2) / max(np.sum(err**2), 1e-20)))
 
 
 def vocals_sdr(

@@ -152,3 +152,15 @@ def reconstruct_vocals(mix: np.ndarray, vocals_mag: np.ndarray, preset: STFTPres
     spec = stft(mix, preset)[..., : preset.bins, :]
     phase = spec / np.maximum(np.abs(spec), 1e-12)
     return istft(vocals_mag * phase, preset, length=mix.shape[-1])
+
+
+def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Plain SDR ``10 log10(‖s‖² / ‖s − ŝ‖²)`` in dB; ``nan`` when the reference is silent.
+
+    The quick label check of the benchmarks and tests (museval's BSSEval is the evaluation's).
+    """
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    err = ref - np.asarray(estimate, dtype=np.float64).ravel()
+    if np.sum(ref**2) < 1e-8 * ref.size:
+        return float("nan")
+    return float(10 * np.log10(np.sum(ref**2) / max(np.sum(err**2), 1e-20)))

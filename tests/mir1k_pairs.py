@@ -50,10 +50,3 @@ def mp3_round_trip(audio: np.ndarray, sr: int, bitrate_kbps: int = 128) -> np.nd
         path = save_audio(Path(tmp) / "x.mp3", np.atleast_2d(audio), sr, bitrate_kbps=bitrate_kbps)
         decoded, _ = load_audio(path)
     return decoded
-
-
-def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Plain signal-to-distortion ratio ``10 log10(‖s‖² / ‖s − ŝ‖²)`` in dB."""
-    ref = np.asarray(reference, dtype=np.float64).ravel()
-    err = ref - np.asarray(estimate, dtype=np.float64).ravel()
-    return float(10 * np.log10(np.sum(ref**2) / max(np.sum(err**2), 1e-20)))

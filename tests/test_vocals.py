@@ -16,10 +16,11 @@ from mining.vocals import (
     derive,
     label_quality,
     reconstruct_vocals,
+    sdr_db,
     to_preset,
     vocal_activity_db,
 )
-from tests.mir1k_pairs import load_clip, mp3_round_trip, sdr_db
+from tests.mir1k_pairs import load_clip, mp3_round_trip
 
 CLIPS = ["amy_10_01", "leon_7_05", "geniusturtle_8_03"]
 
