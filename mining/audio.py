@@ -29,6 +29,7 @@ from mutagen.wave import WAVE
 SNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"}
 AUDIO_SUFFIXES = SNDFILE_SUFFIXES | {".m4a", ".mp4", ".aac", ".opus", ".wma", ".ape", ".wv"}
 TAG_KEYS = ("title", "artist", "album", "version", "comment")
+RESAMPLE_QUALITY = "HQ"
 
 
 class AudioError(Exception):
@@ -56,7 +57,9 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     if sr_in == sr_out:
         return audio
     data = np.ascontiguousarray(np.atleast_2d(audio).T)
-    out = soxr.resample(data, sr_in, sr_out, quality="HQ").T.astype(np.float32, copy=False)
+    out = soxr.resample(data, sr_in, sr_out, quality=RESAMPLE_QUALITY).T.astype(
+        np.float32, copy=False
+    )
     return out if audio.ndim == 2 else out[0]
 
 
@@ -72,7 +75,7 @@ def _ffmpeg_decode(path: Path, offset_s: float, duration_s: float | None) -> tup
     if proc.returncode != 0:
         message = proc.stderr.decode(errors="replace").strip().splitlines()
         raise AudioError(path, f"ffmpeg cannot decode it ({message[-1] if message else 'error'})")
-    audio = np.frombuffer(proc.stdout, dtype=np.float32).reshape(-1, info.channels).T
+    audio = np.frombuffer(proc.stdout, dtype=np.float32).reshape(-1, info.channels)
     return audio.copy(), info.sample_rate
 
 
@@ -83,7 +86,12 @@ def load_audio(
     offset_s: float = 0.0,
     duration_s: float | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Decode a file to float32 ``(channels, samples)``, optionally mono and resampled to ``sr``."""
+    """Decode a file to float32 ``(channels, samples)``, optionally mono and resampled to ``sr``.
+
+    Decoders deliver interleaved ``(samples, channels)`` frames; the check, downmix and
+    resampling run on that layout and the result is transposed once, at the end (a channel mean
+    over the transposed view was the slowest step of loading a song).
+    """
     file = Path(path)
     if not file.is_file():
         raise AudioError(file, "no such file")
@@ -95,21 +103,22 @@ def load_audio(
                 native = handle.samplerate
                 handle.seek(int(round(offset_s * native)))
                 frames = -1 if duration_s is None else int(round(duration_s * native))
-                audio = handle.read(frames, dtype="float32", always_2d=True).T
+                frames_first = handle.read(frames, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             raise AudioError(file, f"cannot decode audio ({exc})") from exc
     else:
-        audio, native = _ffmpeg_decode(file, offset_s, duration_s)
-    if audio.size == 0:
+        frames_first, native = _ffmpeg_decode(file, offset_s, duration_s)
+    if frames_first.size == 0:
         raise AudioError(file, "no audio samples (empty or truncated file)")
-    if not np.all(np.isfinite(audio)):
+    if not np.all(np.isfinite(frames_first)):
         raise AudioError(file, "decoded samples are not finite")
-    if mono:
-        audio = audio.mean(axis=0, keepdims=True)
+    if mono and frames_first.shape[1] > 1:
+        channels = frames_first.shape[1]
+        frames_first = frames_first @ np.full((channels, 1), 1.0 / channels, dtype=np.float32)
     if sr is not None and sr != native:
-        audio = resample(audio, native, sr)
+        frames_first = soxr.resample(frames_first, native, sr, quality=RESAMPLE_QUALITY)
         native = sr
-    return np.ascontiguousarray(audio, dtype=np.float32), native
+    return np.ascontiguousarray(frames_first.T, dtype=np.float32), native
 
 
 @contextmanager
