@@ -10,9 +10,9 @@ Scheme
 1. Mono downmix, resampled (soxr) to :attr:`FingerprintParams.sample_rate`.
 2. Magnitude STFT (Hann window, ``n_fft``/``hop``).
 3. Spectral peaks: cells that equal the maximum of their time × frequency neighbourhood
-   (:func:`scipy.ndimage.maximum_filter`), louder than ``floor_db`` below the loudest cell
-   (relative, so gain does not matter), and among the ``peaks_per_second`` loudest within ±0.5 s
-   (a sliding window, so where the file starts does not matter).
+   (a separable running maximum, :func:`window_max`), louder than ``floor_db`` below the
+   loudest cell (relative, so gain does not matter), and among the ``peaks_per_second``
+   loudest within ±0.5 s (a sliding window, so where the file starts does not matter).
 4. Landmarks: each anchor peak ``(t1, f1)`` is paired with the next ``fan_out`` peaks ``(t2, f2)``
    in its target zone ``1 <= t2 - t1 <= max_dt``, ``|f2 - f1| <= max_df``; the hash packs
    ``(f1, f2 - f1, t2 - t1)`` into 24 bits of a ``uint32`` and keeps the anchor time ``t1``.
@@ -41,7 +41,6 @@ from typing import Literal
 
 import numpy as np
 import scipy.fft
-from scipy.ndimage import maximum_filter
 
 from mining.audio import resample
 
@@ -178,13 +177,40 @@ def _spectrogram(mono: np.ndarray, params: FingerprintParams) -> np.ndarray:
     return np.abs(scipy.fft.rfft(frames * window, axis=1)).astype(np.float32, copy=False)
 
 
+def window_max(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Centred running maximum of odd width ``size`` along ``axis``, zeros beyond the edges.
+
+    Equals ``scipy.ndimage.maximum_filter1d(x, size, axis, mode="constant", cval=0)`` and is
+    hand-written because it is twice as fast on a song's spectrogram: scipy filters one line at
+    a time, while this takes whole-array maxima of maxima over doubling spans (windows of 1, 2,
+    4, 8, 16, then two overlapping ones cover ``size``), five or so vectorised passes.
+    """
+
+    def part(a: np.ndarray, start: int, n: int) -> np.ndarray:
+        index = [slice(None)] * a.ndim
+        index[axis] = slice(start, start + n)
+        return a[tuple(index)]
+
+    half = size // 2
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (half, half)
+    spans = np.pad(x, pad)
+    width = 1
+    while 2 * width <= size:
+        n = spans.shape[axis] - width
+        spans = np.maximum(part(spans, 0, n), part(spans, width, n))
+        width *= 2
+    n = x.shape[axis]
+    return np.maximum(part(spans, 0, n), part(spans, size - width, n))
+
+
 def _peaks(spec: np.ndarray, params: FingerprintParams) -> tuple[np.ndarray, np.ndarray]:
     """Times and bins of the spectral peaks, sorted by (time, bin)."""
     spec = spec[:, params.min_bin :]
     loudest = float(spec.max(initial=0.0))
     if loudest <= 0.0:
         return np.empty(0, np.int32), np.empty(0, np.int32)
-    local_max = maximum_filter(spec, size=params.neighborhood, mode="constant", cval=0.0)
+    local_max = window_max(window_max(spec, params.neighborhood[1], 1), params.neighborhood[0], 0)
     floor = loudest * 10.0 ** (params.floor_db / 20.0)
     t, f = np.nonzero((spec == local_max) & (spec > floor))
     if t.size == 0:

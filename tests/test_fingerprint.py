@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.ndimage import maximum_filter1d
 
 from mining.audio import load_audio, resample
 from mining.fingerprint import (
@@ -29,6 +30,7 @@ from mining.fingerprint import (
     match,
     orient_pair,
     verify_pair,
+    window_max,
 )
 from tests.mir1k_pairs import LAME_DELAY, mp3_round_trip
 
@@ -244,3 +246,17 @@ def test_a_title_pair_is_never_called_a_duplicate_by_fingerprint() -> None:
     index = FingerprintIndex(fps)
     found = find_duplicates(index, candidates=candidate_pairs(index), known=[(6, 5)])
     assert found == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 40),
+    size=st.integers(0, 12).map(lambda k: 2 * k + 1),
+    axis=st.sampled_from([0, 1]),
+    seed=st.integers(0, 2**16),
+)
+def test_peak_neighbourhood_maximum_equals_scipys_filter(rows, cols, size, axis, seed) -> None:
+    spec = np.random.default_rng(seed).random((rows, cols)).astype(np.float32)
+    expected = maximum_filter1d(spec, size, axis=axis, mode="constant", cval=0.0)
+    np.testing.assert_array_equal(window_max(spec, size, axis), expected)
