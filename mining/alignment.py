@@ -276,9 +276,10 @@ def align(
     low-rate full correlation finds it. Data problems are reported in ``reason``, never raised.
     """
     p = params or AlignParams()
-    m = _whiten(downmix(mix))
-    i = _whiten(downmix(instr))
-    mix_low, instr_low = _low_rate(mix, sr), _low_rate(instr, sr)
+    mix_mono, instr_mono = downmix(mix), downmix(instr)
+    mix_low, instr_low = _low_rate(mix_mono, sr), _low_rate(instr_mono, sr)
+    m, i = _whiten(mix_mono), _whiten(instr_mono)
+    del mix_mono, instr_mono
     if coarse_offset_s is None:
         coarse = _coarse_lag(mix_low, instr_low, sr)
     else:

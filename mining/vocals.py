@@ -87,9 +87,12 @@ def label_quality(e_mix: float, e_vocals: float, e_residual: float) -> LabelQual
 
 
 def to_preset(audio: np.ndarray, sr: int, preset: STFTPreset) -> np.ndarray:
-    """``(C, N)`` audio at ``sr`` → float32 audio at the preset's rate and channel count."""
-    x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    return np.ascontiguousarray(to_preset_channels(resample(x, sr, preset.sample_rate), preset))
+    """``(C, N)`` audio at ``sr`` → float32 audio at the preset's rate and channel count.
+
+    Channels are mixed before resampling (the two commute), so a mono preset resamples once.
+    """
+    x = to_preset_channels(np.asarray(audio, dtype=np.float32), preset)
+    return np.ascontiguousarray(resample(x, sr, preset.sample_rate))
 
 
 def _within_60_db(energy: np.ndarray) -> np.ndarray:
