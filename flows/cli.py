@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -118,31 +121,44 @@ def print_counts(title: str, counts: dict[str, object]) -> None:
     Console().print(table)
 
 
-def _register() -> None:
-    """Attach the verbs that live with their flows."""
-    from flows.dashboard import dashboard_command
-    from flows.deployments import serve_command
-    from flows.evaluate import evaluate_command
-    from flows.library import library_build_command
-    from flows.mine import mine_command, pairs_command
-    from flows.retrain import retrain_command
-    from flows.separate import separate_command
-    from flows.train import train_command
-
-    app.command("mine")(mine_command)
-    app.command("pairs")(pairs_command)
-    app.command("train")(train_command)
-    app.command("separate")(separate_command)
-    app.command("evaluate")(evaluate_command)
-    app.command("retrain")(retrain_command)
-    app.command("dashboard")(dashboard_command)
-    app.command("serve")(serve_command)
-    library_app.command("build")(library_build_command)
+#: Verbs that live with their flows: name → (module, function). Importing all of them costs
+#: seconds (torch, museval, matplotlib, the Prefect server), so :func:`main` imports only the
+#: verb it runs, and every verb only for help or an unknown word. ``library`` is ``library build``.
+VERBS: dict[str, tuple[str, str]] = {
+    "mine": ("flows.mine", "mine_command"),
+    "pairs": ("flows.mine", "pairs_command"),
+    "train": ("flows.train", "train_command"),
+    "separate": ("flows.separate", "separate_command"),
+    "evaluate": ("flows.evaluate", "evaluate_command"),
+    "retrain": ("flows.retrain", "retrain_command"),
+    "dashboard": ("flows.dashboard", "dashboard_command"),
+    "serve": ("flows.deployments", "serve_command"),
+    "library": ("flows.library", "library_build_command"),
+}
+_registered: set[str] = set()
 
 
-_register()
+def register(names: Iterable[str] | None = None) -> typer.Typer:
+    """Attach the verbs ``names`` (default: all of :data:`VERBS`) to :data:`app`; returns it."""
+    for name in VERBS if names is None else names:
+        if name in _registered:
+            continue
+        module, function = VERBS[name]
+        command = getattr(importlib.import_module(module), function)
+        if name == "library":
+            library_app.command("build")(command)
+        else:
+            app.command(name)(command)
+        _registered.add(name)
+    return app
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: registers the verb being run (or all of them), then runs."""
+    words = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    verb = words[0] if words else None
+    if verb in VERBS:
+        register([verb])
+    elif verb not in ("scan", "config"):
+        register()
     app()

@@ -186,9 +186,9 @@ def test_every_image_is_built_from_a_dockerfile_in_the_repository(compose: Compo
 
 
 def _vocalmine_cli() -> Any:
-    from flows.cli import app
+    from flows.cli import register
 
-    return typer.main.get_command(app)
+    return typer.main.get_command(register())
 
 
 def _parses(command: Any, name: str, args: list[str]) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli import register
 from storage.config import get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_derive_every_location_from_the_data_dir(tmp_path: Path) -> None:
@@ -50,12 +54,27 @@ def test_config_show_prints_effective_settings_with_passwords_masked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VOCALMINE_CATALOG_URL", "postgresql://miner:s3cret@db:5432/vocalmine")
-    result = CliRunner().invoke(app, ["config", "show", "--json"])
+    result = CliRunner().invoke(register(), ["config", "show", "--json"])
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown["catalog_url"] == "postgresql://miner:***@db:5432/vocalmine"
     assert "s3cret" not in result.output
     broken = tmp_path / "broken.toml"
     broken.write_text("this is = = not toml")
-    result = CliRunner().invoke(app, ["config", "show", "--config", str(broken)])
+    result = CliRunner().invoke(register(), ["config", "show", "--config", str(broken)])
     assert result.exit_code == 2
+
+
+def test_a_light_verb_does_not_import_the_heavy_ones() -> None:
+    """`vocalmine config show` must answer at once: it imports no torch, museval or Prefect."""
+    probe = (
+        "import sys; from flows.cli import main\n"
+        "sys.argv = ['vocalmine', 'config', 'show', '--json']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'museval', 'prefect') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert '"stft_preset"' in out
+    assert "HEAVY []" in out

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli import register
 from flows.mine import configured_mine_flow
 from mining.audio import load_audio, save_audio
 from storage.catalog import Pair, Rejection, Track, open_catalog
@@ -206,7 +206,7 @@ def test_a_second_run_adds_nothing(mined: dict) -> None:
 def test_pairs_why_explains_a_rejection(mined: dict) -> None:
     path = mined["lib"] / "leon" / "Night - Instrumental Version.flac"
     result = CliRunner().invoke(
-        app, ["pairs", "--why", str(path), "--config", str(mined["config"])]
+        register(), ["pairs", "--why", str(path), "--config", str(mined["config"])]
     )
     assert result.exit_code == 0, result.output
     assert "duration_mismatch" in result.output

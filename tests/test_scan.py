@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli import register
 from mining.audio import save_audio
 from mining.scan import parse_filename, scan_library
 from storage.catalog import Track, open_catalog
@@ -172,9 +172,9 @@ def test_file_name_parsing_never_fails_and_keeps_a_title(stem: str) -> None:
 
 def test_cli_scan_prints_a_summary(library: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["scan", str(library), "--data-dir", str(tmp_path / "data")])
+    result = runner.invoke(register(), ["scan", str(library), "--data-dir", str(tmp_path / "data")])
     assert result.exit_code == 0, result.output
     assert "new" in result.output and "3" in result.output
     assert (tmp_path / "data" / "catalog.db").exists()
-    missing = runner.invoke(app, ["scan", str(tmp_path / "nope")])
+    missing = runner.invoke(register(), ["scan", str(tmp_path / "nope")])
     assert missing.exit_code == 2
