@@ -318,10 +318,10 @@ def flow_timeline(prefect_home: Path, flow_run_id: str | None) -> dict[str, Any]
         t["start_s"] = min(t["start_s"], seconds(start))
         t["end_s"] = max(t["end_s"], seconds(end))
     total = seconds(flow[1])
-    scan, fp, proc = tasks.get("scan"), tasks.get("fingerprint"), tasks.get("process_pair")
+    scan, fp, proc = tasks.get("scan"), tasks.get("fingerprint"), tasks.get("process_pairs")
     phases = None
     if scan and fp and proc:
-        after_fp = min(t["start_s"] for n, t in tasks.items() if n in ("orient", "process_pair"))
+        after_fp = min(t["start_s"] for n, t in tasks.items() if n in ("orient", "process_pairs"))
         phases = {
             "scan": scan["end_s"] - scan["start_s"],
             "match + cluster start": fp["start_s"] - scan["end_s"],

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import dask
 import typer
+from distributed import LocalCluster
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
@@ -25,6 +28,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect_dask import DaskTaskRunner
 
 from flows.artifacts import publish_counts, publish_histogram
+from flows.runtime import ALLOCATOR_ENV, keep_freed_memory
 from mining.audio import load_audio
 from mining.fingerprint import (
     DEFAULT_PARAMS,
@@ -46,6 +50,8 @@ from storage.catalog import Catalog, open_catalog
 from storage.config import Settings, get_settings
 from storage.locks import claim_pairs, clear_stale_claims, exclusive_lock, new_owner, release_pairs
 from storage.shards import Segment, ShardWriter, split_for_artist
+
+PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
 
 
 class LocalAPIDaskTaskRunner(DaskTaskRunner):
@@ -75,6 +81,17 @@ class LocalAPIDaskTaskRunner(DaskTaskRunner):
                 os.environ["PREFECT_API_URL"] = self._saved_api_url
 
 
+def local_cluster(**kwargs: Any) -> LocalCluster:
+    """A LocalCluster whose worker processes start with :data:`flows.runtime.ALLOCATOR_ENV`.
+
+    glibc reads allocator settings only at process start, so they go in the nanny's
+    ``pre-spawn-environ`` (its ``env`` is applied after the worker has started).
+    """
+    spawn_env = {**dask.config.get(PRE_SPAWN_ENVIRON, default={}), **ALLOCATOR_ENV}
+    with dask.config.set({PRE_SPAWN_ENVIRON: spawn_env}):
+        return LocalCluster(**kwargs)
+
+
 def task_runner(settings: Settings) -> DaskTaskRunner:
     """A Dask runner: the configured scheduler address, else a LocalCluster of worker processes."""
     if settings.dask_address:
@@ -83,13 +100,14 @@ def task_runner(settings: Settings) -> DaskTaskRunner:
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     logging.getLogger("distributed").setLevel(logging.WARNING)
     return LocalAPIDaskTaskRunner(
+        cluster_class=local_cluster,
         cluster_kwargs={
             "n_workers": settings.dask_workers,
             "threads_per_worker": 1,
             "processes": True,
             "dashboard_address": None,
             "silence_logs": logging.ERROR,
-        }
+        },
     )
 
 
@@ -103,27 +121,31 @@ def scan_task(library: str, catalog_url: str, hash_bytes: int) -> dict[str, Any]
         catalog.dispose()
 
 
-#: Seconds of audio per fingerprint task. A Prefect task run costs about 0.25 CPU seconds of
-#: bookkeeping (worker, API server, flow), as much as fingerprinting 40 s of audio, so short
-#: files go in batches; a 4-minute song is a task of its own, which keeps the workers balanced.
-FINGERPRINT_BATCH_S = 120.0
+T = TypeVar("T")
+
+#: Seconds of audio per fingerprint task and per pair-processing task (the original's length).
+#: A Prefect task run costs about 0.25 CPU seconds of bookkeeping (submit and result in the
+#: flow, the task engine on the worker, the API server), as much as fingerprinting 60 s of
+#: audio, so files and pairs go in batches: two or three songs per task, hundreds of clips.
+FINGERPRINT_BATCH_S = 600.0
+PAIR_BATCH_S = 600.0
 
 
-def fingerprint_batches(
-    files: list[tuple[str, str]], durations: list[float], min_tasks: int = 16
-) -> list[list[tuple[str, str]]]:
-    """``files`` in order, cut into batches of about :data:`FINGERPRINT_BATCH_S` seconds of audio,
-    with at most ``len(files) / min_tasks`` files each so that small libraries still spread."""
-    cap = max(1, -(-len(files) // min_tasks))
-    batches: list[list[tuple[str, str]]] = []
-    seconds = 0.0
-    for file, duration in zip(files, durations, strict=True):
-        if not batches or seconds >= FINGERPRINT_BATCH_S or len(batches[-1]) >= cap:
-            batches.append([])
-            seconds = 0.0
-        batches[-1].append(file)
-        seconds += duration
-    return batches
+def batches(
+    items: list[T], seconds: list[float], budget_s: float, min_tasks: int = 16
+) -> list[list[T]]:
+    """``items`` in order, cut into batches of about ``budget_s`` seconds of audio, with at most
+    ``len(items) / min_tasks`` items each so that small libraries still spread over the workers."""
+    cap = max(1, -(-len(items) // min_tasks))
+    out: list[list[T]] = []
+    total = 0.0
+    for item, duration in zip(items, seconds, strict=True):
+        if not out or total >= budget_s or len(out[-1]) >= cap:
+            out.append([])
+            total = 0.0
+        out[-1].append(item)
+        total += duration
+    return out
 
 
 def _fingerprint_file(path: str, content_hash: str) -> tuple[str, bytes | None, str | None]:
@@ -154,28 +176,41 @@ def orient_task(path_a: str, path_b: str, offset_s: float) -> bool | None:
         return None
 
 
-@task(name="process-pair", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def process_pair_task(
-    pair_id: int,
-    original: str,
-    instrumental: str,
+@dataclass(frozen=True)
+class PairJob:
+    """What a worker needs to process one accepted pair (plain values, picklable)."""
+
+    pair_id: int
+    original: str
+    instrumental: str
+    coarse_offset_s: float | None
+    suspect: str | None
+
+
+@task(name="process-pairs", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def process_pairs_task(
+    jobs: list[PairJob],
     preset_name: str,
-    coarse_offset_s: float | None,
     segment_skip_s: float,
     segment_hop_frames: int | None,
-    suspect: str | None,
-) -> tuple[int, PairResult]:
-    """Align, gain-match and derive the vocals of one pair; data problems come back as reasons."""
-    result = process_pair(
-        original,
-        instrumental,
-        get_preset(preset_name),
-        coarse_offset_s,
-        segment_skip_s=segment_skip_s,
-        segment_hop_frames=segment_hop_frames,
-        suspect=suspect,
-    )
-    return pair_id, result
+) -> list[tuple[int, PairResult]]:
+    """Align, gain-match and derive the vocals of a batch of pairs; data problems are reasons."""
+    preset = get_preset(preset_name)
+    return [
+        (
+            job.pair_id,
+            process_pair(
+                job.original,
+                job.instrumental,
+                preset,
+                job.coarse_offset_s,
+                segment_skip_s=segment_skip_s,
+                segment_hop_frames=segment_hop_frames,
+                suspect=job.suspect,
+            ),
+        )
+        for job in jobs
+    ]
 
 
 def _flow_run_id() -> str | None:
@@ -234,8 +269,10 @@ def fingerprint_stage(
     by_hash = {t.content_hash: t for t in tracks}
     ordered = sorted(todo)
     files = [(by_hash[h].path, h) for h in ordered]
-    batches = fingerprint_batches(files, [by_hash[h].duration_s for h in ordered])
-    futures = [fingerprint_task.submit(batch) for batch in batches]
+    durations = [by_hash[h].duration_s for h in ordered]
+    futures = [
+        fingerprint_task.submit(batch) for batch in batches(files, durations, FINGERPRINT_BATCH_S)
+    ]
     done = 0
     for future in as_completed(futures):
         for content_hash, data, error in future.result():
@@ -379,6 +416,53 @@ def _segments(pair_id: int, artist: str, split: str, result: PairResult) -> list
     ]
 
 
+def _record_pair(
+    catalog: Catalog,
+    writer: ShardWriter,
+    settings: Settings,
+    run_id: int,
+    pair_id: int,
+    original: store.TrackRow,
+    result: PairResult,
+) -> list[float]:
+    """Shard a processed pair's segments and mark it mined, or record its rejection.
+
+    Returns the segment qualities written.
+    """
+    align = result.alignment
+    fields: dict[str, Any] = {
+        "sample_rate": result.sample_rate,
+        "offset_samples": align.offset_samples if align else None,
+        "offset_s": align.offset_s if align else None,
+        "polarity": align.polarity if align else None,
+        "gain_db": result.gain.gain_db if result.gain else None,
+    }
+    if not result.ok:
+        store.reject_pair(
+            catalog,
+            pair_id,
+            result.reason or "error",
+            result.detail or "",
+            "process",
+            run_id,
+            **fields,
+        )
+        return []
+    artist = original.artist or ""
+    split = split_for_artist(artist, settings.split_fractions)
+    writer.write_pair(pair_id, _segments(pair_id, artist, split, result))
+    store.mark_mined(
+        catalog,
+        pair_id,
+        quality=result.quality,
+        segments=len(result.segments),
+        dataset=settings.dataset,
+        split=split,
+        **fields,
+    )
+    return [p.quality for p in result.segments]
+
+
 def process_stage(
     catalog: Catalog,
     tracks: dict[int, store.TrackRow],
@@ -399,57 +483,33 @@ def process_stage(
     held = set(claim_pairs(catalog, owner, [p.id for p in pending]))
     pending = [p for p in pending if p.id in held]
     logger.info("processing %d accepted pairs (%d already in the shards)", len(pending), len(done))
-    futures = [
-        process_pair_task.submit(
+    jobs = [
+        PairJob(
             p.id,
             tracks[p.original_id].path,
             tracks[p.instrumental_id].path,
-            settings.stft_preset,
             p.offset_s,
-            settings.segment_skip_s,
-            settings.segment_hop_frames,
             p.reason,
         )
         for p in pending
     ]
+    durations = [tracks[p.original_id].duration_s for p in pending]
+    futures = [
+        process_pairs_task.submit(
+            batch, settings.stft_preset, settings.segment_skip_s, settings.segment_hop_frames
+        )
+        for batch in batches(jobs, durations, PAIR_BATCH_S)
+    ]
     original_of = {p.id: tracks[p.original_id] for p in pending}
     qualities: list[float] = []
-    for count, future in enumerate(as_completed(futures), start=1):
-        pair_id, result = future.result()
-        original = original_of[pair_id]
-        align = result.alignment
-        fields: dict[str, Any] = {
-            "sample_rate": result.sample_rate,
-            "offset_samples": align.offset_samples if align else None,
-            "offset_s": align.offset_s if align else None,
-            "polarity": align.polarity if align else None,
-            "gain_db": result.gain.gain_db if result.gain else None,
-        }
-        if not result.ok:
-            store.reject_pair(
-                catalog,
-                pair_id,
-                result.reason or "error",
-                result.detail or "",
-                "process",
-                run_id,
-                **fields,
+    count = 0
+    for future in as_completed(futures):
+        for pair_id, result in future.result():
+            count += 1
+            qualities += _record_pair(
+                catalog, writer, settings, run_id, pair_id, original_of[pair_id], result
             )
-        else:
-            artist = original.artist or ""
-            split = split_for_artist(artist, settings.split_fractions)
-            writer.write_pair(pair_id, _segments(pair_id, artist, split, result))
-            qualities += [p.quality for p in result.segments]
-            store.mark_mined(
-                catalog,
-                pair_id,
-                quality=result.quality,
-                segments=len(result.segments),
-                dataset=settings.dataset,
-                split=split,
-                **fields,
-            )
-        logger.info("pair %d/%d: %s", count, len(futures), result.reason or "mined")
+            logger.info("pair %d/%d: %s", count, len(jobs), result.reason or "mined")
     return qualities
 
 
@@ -474,6 +534,7 @@ def mine_flow(
 
     The Dask cluster is the flow's task runner: see :func:`configured_mine_flow`.
     """
+    keep_freed_memory()
     logger = get_run_logger()
     settings = settings_for(
         config=config,
