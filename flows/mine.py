@@ -308,7 +308,7 @@ def verify_stage(
     """
     logger = get_run_logger()
     index = FingerprintIndex(fps)
-    candidates = candidate_pairs(index)
+    candidates = candidate_pairs(index, threads=min(os.cpu_count() or 1, 8))
     known = [(p.original_id, p.instrumental_id) for p in store.all_pairs(catalog)]
     duplicates = find_duplicates(
         index,

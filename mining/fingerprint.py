@@ -36,6 +36,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -667,18 +668,23 @@ def candidate_pairs(
     *,
     min_matches: int = DEFAULT_THRESHOLDS.min_matches,
     min_ratio: float = DEFAULT_THRESHOLDS.near_min_ratio / 2,
+    threads: int = 1,
 ) -> set[tuple[int, int]]:
     """(lower id, higher id) of every indexed pair where one track's hashes give at least
     ``min_matches`` votes for one offset in the other, and at least ``min_ratio`` of its hashes
     there: the only pairs worth an exact :func:`match`. One query per track (exact Δt, so the
     ratio runs below :func:`match`'s, hence the halved default); :func:`discover_pairs` and
-    :func:`find_duplicates` share one sweep when the caller passes it to both."""
-    pairs: set[tuple[int, int]] = set()
-    for track_id, fp in index.fingerprints.items():
+    :func:`find_duplicates` share one sweep when the caller passes it to both. The queries run
+    on ``threads`` threads (numpy's sorting and counting release the GIL)."""
+
+    def partners(item: tuple[int, Fingerprint]) -> set[tuple[int, int]]:
+        track_id, fp = item
         hits = index.query(fp, exclude=track_id, dt_tolerance=0)
         strong = (hits.n_matches >= min_matches) & (hits.ratio >= min_ratio)
-        pairs |= _unordered((track_id, other) for other in hits.track_ids[strong].tolist())
-    return pairs
+        return _unordered((track_id, other) for other in hits.track_ids[strong].tolist())
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return set().union(*pool.map(partners, index.fingerprints.items()))
 
 
 def discover_pairs(

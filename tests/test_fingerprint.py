@@ -248,6 +248,14 @@ def test_a_title_pair_is_never_called_a_duplicate_by_fingerprint() -> None:
     assert found == []
 
 
+def test_the_index_sweep_finds_the_same_candidates_on_several_threads() -> None:
+    fps, _, _ = _library()
+    index = FingerprintIndex(fps)
+    candidates = candidate_pairs(index)
+    assert (5, 6) in candidates
+    assert candidate_pairs(index, threads=3) == candidates
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     rows=st.integers(1, 40),
