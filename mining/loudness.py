@@ -29,7 +29,10 @@ import scipy.signal
 from mining.alignment import downmix
 
 GAIN_FFT = 2048
-MAX_GAIN_FRAMES = 2000
+#: Frames of the least-squares fit: 1000 × 2048 samples (43 s at 48 kHz, spread over the song).
+#: 2000 gave the same gain on the synthetic benchmark (median error 0.0081 vs 0.0088 dB) in twice
+#: the time.
+MAX_GAIN_FRAMES = 1000
 #: BS.1770-4 channel weights (L, R, C, Ls, Rs) and absolute gate, as pyloudnorm uses them.
 CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
 ABSOLUTE_GATE_LUFS = -70.0
