@@ -125,8 +125,9 @@ T = TypeVar("T")
 
 #: Seconds of audio per fingerprint task and per pair-processing task (the original's length).
 #: A Prefect task run costs about 0.25 CPU seconds of bookkeeping (submit and result in the
-#: flow, the task engine on the worker, the API server), as much as fingerprinting 60 s of
-#: audio, so files and pairs go in batches: two or three songs per task, hundreds of clips.
+#: flow, the task engine on the worker, the API server), as much as decoding and fingerprinting
+#: two minutes of audio, so files and pairs go in batches: two or three songs or hundreds of
+#: clips per task.
 FINGERPRINT_BATCH_S = 600.0
 PAIR_BATCH_S = 600.0
 
