@@ -677,8 +677,12 @@ def stage_timing(
     pairs: int,
 ) -> dict[str, Any]:
     """Seconds per stage of :func:`mining.pair_pipeline.process_pair` (the flow's per-pair task)
-    on a few mined true pairs, one at a time in this process: where a pair's time goes."""
+    on a few mined true pairs, one at a time in this process with the workers' allocator settings
+    (:func:`flows.runtime.keep_freed_memory`): where a pair's time goes."""
+    from flows.runtime import keep_freed_memory
     from mining.pair_pipeline import process_pair
+
+    keep_freed_memory()
 
     by_id = {p["id"]: p for p in cat["pairs"]}
     rows = []
