@@ -11,13 +11,13 @@ Categories (query → reference = the clip's mix):
   suspect is accepted too: its alignment confirms it);
 * ``same_audio``: the mix itself — must be ``same_audio``, outright or as a ``same_audio``
   suspect (whose derived vocals then reject it);
-
-A suspect is settled as the flow settles it: :func:`mining.pair_pipeline.process_pair` on the
-clip's mix (FLAC) and the degraded query file, its verdict shown as ``suspect X → outcome``.
 * ``other_song``: the accompaniment of a clip of another song — must be rejected;
 * ``other_clip``: the accompaniment of another clip of the same song — must be rejected;
 * ``stretched``: the accompaniment time-stretched by 3–5 % (librosa phase vocoder) — a "remix";
 * ``pitched``: the accompaniment pitch-shifted by ±1 semitone (librosa) — a "remix".
+
+A suspect is settled as the flow settles it: :func:`mining.pair_pipeline.process_pair` on the
+clip's mix (FLAC) and the degraded query file, its verdict shown as ``suspect X → outcome``.
 
 It also scores the orientation rules of discovery (which side is the mix): hash-ratio asymmetry
 and :func:`mining.fingerprint.orient_pair` with both sides normalised to equal RMS.

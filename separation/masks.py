@@ -229,13 +229,10 @@ class FullBandMask:
         upper = self.high.expand(-1, self.bins - self.low.shape[1], -1)
         return torch.cat([self.low, upper], dim=1)
 
-    def apply(self, spec: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
-        """``mask * spec`` for a complex ``(C, bins, T)`` spectrogram (mixture phase kept).
-
-        ``inplace`` overwrites ``spec`` (no full-size allocation) and returns it.
-        """
+    def apply(self, spec: torch.Tensor) -> torch.Tensor:
+        """``mask * spec`` for a complex ``(C, bins, T)`` spectrogram (mixture phase kept)."""
         k = self.low.shape[1]
-        out = spec if inplace else torch.empty_like(spec)
+        out = torch.empty_like(spec)
         real_in, real_out = torch.view_as_real(spec), torch.view_as_real(out)
         torch.mul(real_in[:, :k], self.low.unsqueeze(-1), out=real_out[:, :k])
         torch.mul(real_in[:, k:], self.high.unsqueeze(-1), out=real_out[:, k:])
