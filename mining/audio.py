@@ -29,7 +29,6 @@ from mutagen.wave import WAVE
 SNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"}
 AUDIO_SUFFIXES = SNDFILE_SUFFIXES | {".m4a", ".mp4", ".aac", ".opus", ".wma", ".ape", ".wv"}
 TAG_KEYS = ("title", "artist", "album", "version", "comment")
-RESAMPLE_QUALITY = "HQ"
 
 
 class AudioError(Exception):
@@ -52,14 +51,17 @@ class AudioInfo:
     bitrate_kbps: int | None
 
 
+def _resample_frames(frames: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """soxr's high-quality filter on frame-major ``(samples, channels)`` audio, its own layout."""
+    return soxr.resample(frames, sr_in, sr_out, quality="HQ")
+
+
 def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Resample along the last axis with soxr's high-quality filter."""
     if sr_in == sr_out:
         return audio
     data = np.ascontiguousarray(np.atleast_2d(audio).T)
-    out = soxr.resample(data, sr_in, sr_out, quality=RESAMPLE_QUALITY).T.astype(
-        np.float32, copy=False
-    )
+    out = _resample_frames(data, sr_in, sr_out).T.astype(np.float32, copy=False)
     return out if audio.ndim == 2 else out[0]
 
 
@@ -116,7 +118,7 @@ def load_audio(
         channels = frames_first.shape[1]
         frames_first = frames_first @ np.full((channels, 1), 1.0 / channels, dtype=np.float32)
     if sr is not None and sr != native:
-        frames_first = soxr.resample(frames_first, native, sr, quality=RESAMPLE_QUALITY)
+        frames_first = _resample_frames(frames_first, native, sr)
         native = sr
     return np.ascontiguousarray(frames_first.T, dtype=np.float32), native
 
