@@ -157,8 +157,9 @@ def main() -> None:
     """Console-script entry point: registers the verb being run (or all of them), then runs."""
     words = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
     verb = words[0] if words else None
+    own = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
     if verb in VERBS:
         register([verb])
-    elif verb not in ("scan", "config"):
+    elif verb not in own:
         register()
     app()
