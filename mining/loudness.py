@@ -60,7 +60,8 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
     """ITU-R BS.1770-4 integrated loudness (LUFS) of ``(C, N)`` audio; silence gives ``-inf``.
 
     pyloudnorm's K-weighting filters (its ``Meter``'s own biquads, applied as one second-order
-    section cascade in float64) followed by its gating, vectorised here: pyloudnorm's
+    section cascade in float32: four times faster than float64 on a song, and 0.0001 dB away
+    from it) followed by its gating, vectorised here: pyloudnorm's
     ``integrated_loudness`` sums every 400 ms block in a Python loop, which made the meter half
     of a pair's processing time on 4-minute 48 kHz songs. The block energies are sums of
     100 ms step energies (one ``np.add.reduceat``) at pyloudnorm's block bounds, so the result
@@ -73,14 +74,15 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
     block = int(meter.block_size * sr) + 1
     if x.shape[1] < block:
         x = np.pad(x, ((0, 0), (0, block - x.shape[1])))
-    sos = np.array([np.r_[stage.b, stage.a] for stage in meter._filters.values()])
-    weighted = scipy.signal.sosfilt(sos, x, axis=1)
+    sos = np.array([np.r_[stage.b, stage.a] for stage in meter._filters.values()], np.float32)
+    power = scipy.signal.sosfilt(sos, x, axis=1)
+    np.square(power, out=power)
     step = meter.block_size * (1.0 - meter.overlap)
     n_blocks = int(np.round((x.shape[1] / sr - meter.block_size) / step)) + 1
     per_block = int(round(1.0 / (1.0 - meter.overlap)))  # steps per block (4)
     bounds = (np.arange(n_blocks + per_block) * step * sr).astype(int)
     bounds = bounds[bounds < x.shape[1]]
-    steps = np.add.reduceat(np.square(weighted), bounds, axis=1)
+    steps = np.add.reduceat(power, bounds, axis=1, dtype=np.float64)
     steps = np.pad(steps, ((0, 0), (0, n_blocks + per_block - steps.shape[1])))
     z = sum(steps[:, k : k + n_blocks] for k in range(per_block)) / (meter.block_size * sr)
     weights = np.array(CHANNEL_WEIGHTS[: x.shape[0]])[:, None]
@@ -94,40 +96,35 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
     return float(-0.691 + 10.0 * np.log10((weights[:, 0] * z[:, gated].mean(axis=1)).sum()))
 
 
-def equalize_loudness(
-    audio: np.ndarray, sr: int, target_lufs: float
-) -> tuple[np.ndarray, float, float]:
-    """Scale ``audio`` to ``target_lufs``; returns the scaled audio, its loudness and the gain (dB).
-
-    Silent input (or a silent target) is returned unchanged with a 0 dB gain.
-    """
-    loudness = integrated_loudness(audio, sr)
-    if not np.isfinite(loudness) or not np.isfinite(target_lufs):
-        return np.asarray(audio, dtype=np.float32), loudness, 0.0
-    gain_db = target_lufs - loudness
-    scaled = (np.asarray(audio, dtype=np.float32) * np.float32(10 ** (gain_db / 20))).astype(
-        np.float32
-    )
-    return scaled, loudness, gain_db
+def loudness_gain_db(target_lufs: float, loudness_lufs: float) -> float:
+    """The BS.1770 equalisation gain (dB) from ``loudness_lufs`` to ``target_lufs``; 0 dB when
+    either is silent (``-inf``)."""
+    if not np.isfinite(loudness_lufs) or not np.isfinite(target_lufs):
+        return 0.0
+    return float(target_lufs - loudness_lufs)
 
 
 def _spectra(
     mix: np.ndarray, instr: np.ndarray, n_fft: int = GAIN_FFT, max_frames: int = MAX_GAIN_FRAMES
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Complex64 STFT bins of the mono signals, flattened, from non-overlapping Hann frames.
+    """Complex64 STFT bins of the mono downmixes, flattened, from non-overlapping Hann frames.
 
     A fit needs no resynthesis, so frames do not overlap; songs longer than ``max_frames``
     frames use an evenly spread subset, so a five-minute 48 kHz song stays a few tens of MB.
+    Only the chosen frames are downmixed.
     """
-    n = min(len(mix), len(instr)) // n_fft
+    mix, instr = np.atleast_2d(mix), np.atleast_2d(instr)
+    n = min(mix.shape[1], instr.shape[1]) // n_fft
     frames = np.arange(n)
     if n > max_frames:
         frames = np.linspace(0, n - 1, max_frames).round().astype(int)
     window = np.hanning(n_fft).astype(np.float32)
-    idx = frames[:, None] * n_fft + np.arange(n_fft)
-    spec_m = np.fft.rfft(mix[idx] * window, axis=1).astype(np.complex64).ravel()
-    spec_i = np.fft.rfft(instr[idx] * window, axis=1).astype(np.complex64).ravel()
-    return spec_m, spec_i
+
+    def spectrum(audio: np.ndarray) -> np.ndarray:
+        chosen = audio[:, : n * n_fft].reshape(audio.shape[0], n, n_fft)[:, frames]
+        return np.fft.rfft(downmix(chosen) * window, axis=1).astype(np.complex64).ravel()
+
+    return spectrum(mix), spectrum(instr)
 
 
 def robust_gain(
@@ -136,8 +133,10 @@ def robust_gain(
     """IRLS L1 estimate of ``g`` in ``X_mix ≈ g · X_instr`` over STFT bins (see module doc).
 
     Starts from the plain least-squares gain; returns ``nan`` when the instrumental is silent.
+    The estimate scales with its input: ``robust_gain(mix, s · instr)`` is
+    ``robust_gain(mix, instr) / s``.
     """
-    spec_m, spec_i = _spectra(downmix(mix), downmix(instr))
+    spec_m, spec_i = _spectra(mix, instr)
     power_i = spec_i.real**2 + spec_i.imag**2
     active = power_i > 1e-10 * max(float(power_i.max(initial=0.0)), 1e-30)
     spec_m, spec_i, power_i = spec_m[active], spec_i[active], power_i[active]
@@ -162,15 +161,17 @@ def match_gain(mix: np.ndarray, instr_aligned: np.ndarray, sr: int) -> Gain:
 
     ``mix`` and ``instr_aligned`` are ``(C, N)`` float32 on the same timeline and rate (use
     :func:`mining.alignment.apply_alignment` first). Apply the result as
-    ``instr_aligned * gain.gain``.
+    ``instr_aligned * gain.gain``. The robust fit runs on the unscaled instrumental (it scales
+    with its input), so no loudness-equalised copy of the song is made.
     """
     loud_mix = integrated_loudness(mix, sr)
-    eq, loud_instr, loud_gain_db = equalize_loudness(instr_aligned, sr, loud_mix)
-    g = robust_gain(mix, eq)
+    loud_instr = integrated_loudness(instr_aligned, sr)
+    loud_gain_db = loudness_gain_db(loud_mix, loud_instr)
+    g = robust_gain(mix, instr_aligned)
     if not np.isfinite(g) or g <= 0:
         ls_db, method = 0.0, "loudness"
     else:
-        ls_db, method = float(20 * np.log10(g)), "loudness+irls-l1"
+        ls_db, method = float(20 * np.log10(g)) - loud_gain_db, "loudness+irls-l1"
     total_db = loud_gain_db + ls_db
     return Gain(
         gain=float(10 ** (total_db / 20)),
