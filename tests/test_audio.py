@@ -46,3 +46,22 @@ def test_non_finite_samples_are_refused_naming_the_file(tmp_path: Path) -> None:
     sf.write(path, data, 44100, subtype="FLOAT")
     with pytest.raises(AudioError, match=r"broken\.wav: decoded samples are not finite"):
         load_audio(path)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "subtype"),
+    [(".wav", "PCM_16"), (".wav", "PCM_24"), (".flac", "PCM_16"), (".flac", "PCM_24")],
+)
+def test_integer_pcm_decodes_to_libsndfiles_own_float_values(
+    tmp_path: Path, suffix: str, subtype: str
+) -> None:
+    rng = np.random.default_rng(7)
+    data = np.clip(rng.standard_normal((30000, 2)) * 0.3, -1.0, 1.0)
+    data[:4] = [[-1.0, 1.0], [0.0, -0.0], [1 / 32768, -1 / 32768], [0.999, -0.999]]
+    path = tmp_path / f"pcm{suffix}"
+    sf.write(path, data, 44100, subtype=subtype)
+    expected, _ = sf.read(path, dtype="float32", always_2d=True)
+    audio, _ = load_audio(path)
+    np.testing.assert_array_equal(audio, expected.T)
+    part, _ = load_audio(path, offset_s=0.25, duration_s=0.1)
+    np.testing.assert_array_equal(part, expected[11025 : 11025 + 4410].T)
