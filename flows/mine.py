@@ -49,7 +49,7 @@ from storage import mining_store as store
 from storage.catalog import Catalog, open_catalog
 from storage.config import Settings, get_settings
 from storage.locks import claim_pairs, clear_stale_claims, exclusive_lock, new_owner, release_pairs
-from storage.shards import Segment, ShardWriter, split_for_artist
+from storage.shards import Segment, ShardWriter, split_for_artist, to_half
 
 PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
 
@@ -195,23 +195,29 @@ def process_pairs_task(
     segment_skip_s: float,
     segment_hop_frames: int | None,
 ) -> list[tuple[int, PairResult]]:
-    """Align, gain-match and derive the vocals of a batch of pairs; data problems are reasons."""
+    """Align, gain-match and derive the vocals of a batch of pairs; data problems are reasons.
+
+    Segments come back as the shards' float16: half the bytes to ship to the flow, and the
+    conversion runs on the workers rather than in the flow process that writes the shards.
+    """
     preset = get_preset(preset_name)
-    return [
-        (
-            job.pair_id,
-            process_pair(
-                job.original,
-                job.instrumental,
-                preset,
-                job.coarse_offset_s,
-                segment_skip_s=segment_skip_s,
-                segment_hop_frames=segment_hop_frames,
-                suspect=job.suspect,
-            ),
+    out = []
+    for job in jobs:
+        result = process_pair(
+            job.original,
+            job.instrumental,
+            preset,
+            job.coarse_offset_s,
+            segment_skip_s=segment_skip_s,
+            segment_hop_frames=segment_hop_frames,
+            suspect=job.suspect,
         )
-        for job in jobs
-    ]
+        for patch in result.segments:
+            patch.mix = to_half(patch.mix)
+            patch.instrumental = to_half(patch.instrumental)
+            patch.vocals = to_half(patch.vocals)
+        out.append((job.pair_id, result))
+    return out
 
 
 def _flow_run_id() -> str | None:

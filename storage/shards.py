@@ -108,6 +108,24 @@ def split_for_artist(artist: str, fractions: Sequence[float] = (0.8, 0.1, 0.1)) 
     return SPLITS[-1]
 
 
+def to_half(value: np.ndarray) -> np.ndarray:
+    """The float16 magnitudes a shard stores (a float16 array is returned as it is).
+
+    Values beyond float16's range become ``inf``, which :class:`ShardWriter` refuses.
+    """
+    value = np.asarray(value)
+    if value.dtype == np.float16:
+        return value
+    with np.errstate(over="ignore"):
+        return value.astype(np.float16)
+
+
+def _all_finite_half(value: np.ndarray) -> bool:
+    """True when no element of a float16 array is inf or NaN (all-ones exponent bits)."""
+    exponent = np.ascontiguousarray(value).view(np.uint16) & np.uint16(0x7C00)
+    return not (exponent == np.uint16(0x7C00)).any()
+
+
 def preset_from_dict(data: dict[str, Any]) -> STFTPreset:
     """The :class:`STFTPreset` stored in a manifest."""
     return STFTPreset(**{k: data[k] for k in STFTPreset.__dataclass_fields__})
@@ -354,9 +372,8 @@ class ShardWriter:
             value = np.asarray(getattr(seg, name))
             if value.shape != self.shape:
                 raise ShardError(f"{where}: {name} has shape {value.shape}, expected {self.shape}")
-            with np.errstate(over="ignore"):
-                half = value.astype(np.float16)
-            if not np.isfinite(half).all():
+            half = to_half(value)
+            if not _all_finite_half(half):
                 raise ShardError(f"{where}: {name} has values that are not finite in float16")
             arrays[name] = half
         return Segment(

@@ -25,6 +25,7 @@ from storage.shards import (
     read_manifest,
     resolve_dataset,
     split_for_artist,
+    to_half,
 )
 
 TINY = STFTPreset("tiny", sample_rate=8192, channels=1, n_fft=128, hop=96, patch_frames=32)
@@ -60,6 +61,12 @@ def make_segments(
 
 def test_rows_round_trip_bit_exactly_as_float16(tmp_path: Path) -> None:
     written = make_segments(7, 5) + make_segments(8, 3)
+    for seg in written[5:]:  # as mining workers hand them over: already float16
+        seg.mix, seg.instrumental, seg.vocals = (
+            to_half(seg.mix),
+            to_half(seg.instrumental),
+            to_half(seg.vocals),
+        )
     with ShardWriter(str(tmp_path), "ds", TINY, rows_per_shard=4) as writer:
         writer.write_pair(7, written[:5])
         writer.write_pair(8, written[5:])
@@ -206,6 +213,11 @@ def test_bad_input_names_the_pair_and_the_reason(tmp_path: Path) -> None:
     loud[0].vocals[0, 0, 0] = 1e6
     with pytest.raises(ShardError, match="not finite in float16"):
         writer.write_pair(1, loud)
+    half_nan = make_segments(1, 1)
+    half_nan[0].mix = half_nan[0].mix.astype(np.float16)
+    half_nan[0].mix[0, 3, 4] = np.nan
+    with pytest.raises(ShardError, match="mix has values that are not finite"):
+        writer.write_pair(1, half_nan)
     with pytest.raises(ShardError, match="preset"):
         writer.write_pair(2, make_segments(2, 1))
         writer.close()
