@@ -23,7 +23,6 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 from prefect.futures import as_completed
-from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL
 from prefect_dask import DaskTaskRunner
 
@@ -66,6 +65,10 @@ class LocalAPIDaskTaskRunner(DaskTaskRunner):
     def __enter__(self) -> LocalAPIDaskTaskRunner:
         self._saved_api_url = os.environ.get("PREFECT_API_URL")
         if not PREFECT_API_URL.value():
+            # Imported here: worker processes import this module for its tasks, and the server
+            # module alone costs them over a second each.
+            from prefect.server.api.server import SubprocessASGIServer
+
             server = SubprocessASGIServer()  # the flow engine's own: a per-process singleton
             server.start()
             os.environ["PREFECT_API_URL"] = server.api_url
