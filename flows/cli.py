@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from flows.api_server import FLOW_VERBS, start_early
 from storage.config import Settings, get_settings
 
 app = typer.Typer(
@@ -154,12 +155,20 @@ def register(names: Iterable[str] | None = None) -> typer.Typer:
 
 
 def main() -> None:
-    """Console-script entry point: registers the verb being run (or all of them), then runs."""
+    """Console-script entry point: registers the verb being run (or all of them), then runs.
+
+    A verb that runs a flow gets Prefect's temporary server started before its imports
+    (:mod:`flows.api_server`).
+    """
     words = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
     verb = words[0] if words else None
     own = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    server_ready = (
+        start_early() if verb in FLOW_VERBS and "--help" not in sys.argv else lambda: None
+    )
     if verb in VERBS:
         register([verb])
     elif verb not in own:
         register()
+    server_ready()
     app()
