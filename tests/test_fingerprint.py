@@ -252,8 +252,26 @@ def test_the_index_sweep_finds_the_same_candidates_on_several_threads() -> None:
     fps, _, _ = _library()
     index = FingerprintIndex(fps)
     candidates = candidate_pairs(index)
-    assert (5, 6) in candidates
+    assert {(1, 2), (3, 4), (5, 6)} <= candidates
     assert candidate_pairs(index, threads=3) == candidates
+
+
+def test_the_sweep_does_not_depend_on_which_track_of_a_pair_comes_first() -> None:
+    """Each pair is looked at from its earlier track only; numbering the tracks the other way
+    round must find the same pairs, each with the votes a query of either track gives."""
+    fps, _, _ = _library()
+    index = FingerprintIndex(fps)
+    candidates = candidate_pairs(index, min_matches=2, min_ratio=0.0)
+    flipped = candidate_pairs(
+        FingerprintIndex({100 - k: fp for k, fp in fps.items()}), min_matches=2, min_ratio=0.0
+    )
+    assert {(100 - b, 100 - a) for a, b in flipped} == candidates
+    for a, b in candidates:
+        votes = []
+        for query, other in ((a, b), (b, a)):
+            hits = index.query(fps[query], exclude=query, dt_tolerance=0)
+            votes.append(hits.n_matches[hits.track_ids == other].item())
+        assert votes[0] == votes[1] >= 2
 
 
 @settings(max_examples=60, deadline=None)
