@@ -2,9 +2,9 @@
 
 Two steps, as the design asks:
 
-1. **BS.1770 equalisation** (pyloudnorm): the instrumental is scaled to the mix's integrated
-   loudness. It is robust and needs no alignment, but it is biased: the mix also holds the vocals,
-   so it is louder than its accompaniment, by an amount that depends on the song.
+1. **BS.1770 equalisation** (pyloudnorm): the gain that brings the instrumental to the mix's
+   integrated loudness. It is robust and needs no alignment, but it is biased: the mix also holds
+   the vocals, so it is louder than its accompaniment, by an amount that depends on the song.
 2. **Robust least squares** of ``mix ≈ g · instrumental + vocals`` on the aligned signals. Plain
    least squares is unbiased only when the vocals are uncorrelated with the instrumental over the
    fit; over a few seconds they are not (same key, same rhythm), and the error is large where
