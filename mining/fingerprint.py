@@ -353,12 +353,25 @@ def _expand(
     hi = np.searchsorted(sorted_hashes, variants, side="right")
     count = hi - lo
     count[count > max_postings] = 0
+    return _postings(owners, lo, count)
+
+
+def _postings(
+    owners: np.ndarray, starts: np.ndarray, count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(query index, reference index) for each looked-up hash: ``owners[j]`` paired with the
+    ``count[j]`` reference postings from ``starts[j]`` on."""
     total = int(count.sum())
     if total == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     qi = np.repeat(owners, count)
-    starts = np.repeat(lo - (np.cumsum(count) - count), count)
-    return qi, starts + np.arange(total)
+    first = np.repeat(starts - (np.cumsum(count) - count), count)
+    return qi, first + np.arange(total)
+
+
+def _count_between(sorted_times: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """How many of ``sorted_times`` lie in ``[start, stop)``, elementwise."""
+    return np.searchsorted(sorted_times, stop) - np.searchsorted(sorted_times, start)
 
 
 def match(
@@ -624,9 +637,9 @@ class FingerprintIndex:
         offsets = self.times[ri].astype(np.int64) - fp.times[qi]
         best_track, best_offset, votes = _best_offsets(owner, offsets, tolerance_frames)
         query_times = np.sort(fp.times.astype(np.int64))
-        lo = np.searchsorted(query_times, -best_offset, side="left")
-        hi = np.searchsorted(query_times, self.n_frames[best_track] - best_offset, side="left")
-        overlap = np.maximum(hi - lo, 1)
+        overlap = np.maximum(
+            _count_between(query_times, -best_offset, self.n_frames[best_track] - best_offset), 1
+        )
         return IndexHits(
             track_ids=self.track_ids[best_track],
             n_matches=votes,
@@ -696,21 +709,17 @@ def candidate_pairs(
         end = np.searchsorted(keys, base | np.uint64(0xFFFFFFFF), side="right")
         later = np.searchsorted(keys, base | np.uint64(k + 1), side="left")
         count = np.where(end - first > index.max_postings, 0, end - later)
-        total = int(count.sum())
-        if total == 0:
+        qi, ri = _postings(np.arange(fp.hashes.size), later, count)
+        if qi.size == 0:
             return set()
-        qi = np.repeat(np.arange(fp.hashes.size), count)
-        ri = np.repeat(later - (np.cumsum(count) - count), count) + np.arange(total)
         offsets = index.times[ri].astype(np.int64) - fp.times[qi]
         local, offset, votes = _best_offsets(index.owner[ri].astype(np.int64) - (k + 1), offsets, 1)
         enough = votes >= min_matches
         others, offset, votes = local[enough] + k + 1, offset[enough], votes[enough]
-        mine = np.searchsorted(times[k], index.n_frames[others] - offset) - np.searchsorted(
-            times[k], -offset
-        )
+        mine = _count_between(times[k], -offset, index.n_frames[others] - offset)
         theirs = np.array(
             [
-                np.searchsorted(times[o], d + index.n_frames[k]) - np.searchsorted(times[o], d)
+                _count_between(times[o], d, d + index.n_frames[k])
                 for o, d in zip(others.tolist(), offset.tolist(), strict=True)
             ],
             dtype=np.int64,
