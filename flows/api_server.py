@@ -23,9 +23,23 @@ FLOW_VERBS = frozenset({"mine", "train", "evaluate", "retrain"})
 log = logging.getLogger(__name__)
 
 
-def _start(server: object) -> None:
+def temporary_server_url() -> str:
+    """The API URL of this process's temporary Prefect server, started (and answering) first.
+
+    Prefect's own server object, so the flow engine uses the same one. Its module is imported
+    here, not at the top: mining workers import ``flows.mine`` for its tasks and have no use for
+    it (over a second of imports each).
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    return server.api_url
+
+
+def _start() -> None:
     try:
-        server.start()  # type: ignore[attr-defined]
+        temporary_server_url()
     except Exception as exc:  # the flow engine starts it again and reports the failure itself
         log.debug("early start of the temporary Prefect server failed: %s", exc)
 
@@ -40,10 +54,6 @@ def start_early() -> Callable[[], None]:
 
     if PREFECT_API_URL.value():
         return lambda: None
-    from prefect.server.api.server import SubprocessASGIServer
-
-    thread = threading.Thread(
-        target=_start, args=(SubprocessASGIServer(),), name="prefect-server-start", daemon=True
-    )
+    thread = threading.Thread(target=_start, name="prefect-server-start", daemon=True)
     thread.start()
     return thread.join

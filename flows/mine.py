@@ -26,6 +26,7 @@ from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL
 from prefect_dask import DaskTaskRunner
 
+from flows.api_server import temporary_server_url
 from flows.artifacts import publish_counts, publish_histogram
 from flows.runtime import ALLOCATOR_ENV, keep_freed_memory
 from mining.audio import load_audio
@@ -65,13 +66,7 @@ class LocalAPIDaskTaskRunner(DaskTaskRunner):
     def __enter__(self) -> LocalAPIDaskTaskRunner:
         self._saved_api_url = os.environ.get("PREFECT_API_URL")
         if not PREFECT_API_URL.value():
-            # Imported here: worker processes import this module for its tasks, and the server
-            # module alone costs them over a second each.
-            from prefect.server.api.server import SubprocessASGIServer
-
-            server = SubprocessASGIServer()  # the flow engine's own: a per-process singleton
-            server.start()
-            os.environ["PREFECT_API_URL"] = server.api_url
+            os.environ["PREFECT_API_URL"] = temporary_server_url()
         return super().__enter__()
 
     def __exit__(self, *args: Any) -> None:
