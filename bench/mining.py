@@ -223,8 +223,8 @@ def run_mine(
         "cpu_s": None if standing else cpu,
         "config": str(config),
         "log": str(log),
+        "standing_deployment": {"dask_address": dask_address, "prefect_api_url": prefect_api_url},
     }
-    run["standing_deployment"] = {"dask_address": dask_address, "prefect_api_url": prefect_api_url}
     tmp = run_dir / "run.json.tmp"
     tmp.write_text(json.dumps(run, indent=2))
     tmp.replace(run_dir / "run.json")
