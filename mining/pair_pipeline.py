@@ -5,7 +5,13 @@
     load (original at its own rate, instrumental resampled to it)
     → align (sample-exact offset, polarity; rejects ``misaligned`` / ``drift``)
     → place the instrumental on the mix's timeline → BS.1770 + robust least-squares gain
-    → derive vocals at the STFT preset (rejects ``no_vocals``) → cut segments.
+    → gain plausibility (rejects ``implausible_gain``)
+    → derive vocals at the STFT preset (rejects ``no_vocals``)
+    → role checks: is the instrumental the accompaniment, not an a cappella (rejects
+      ``role_mismatch``; see :mod:`mining.roles`) → cut segments.
+
+Every check's value, limit and outcome is kept in :attr:`PairResult.checks` for the catalog's
+evidence trail, whether the pair passes or not.
 
 Data problems come back as a :class:`PairResult` with a reason code and a one-line detail,
 never as an exception, so a Prefect task can record them; an exception means a bug. Arguments
@@ -25,6 +31,17 @@ import numpy as np
 from mining.alignment import Alignment, AlignParams, align, apply_alignment
 from mining.audio import AudioError, load_audio
 from mining.loudness import Gain, match_gain
+from mining.roles import (
+    DEFAULT_ROLE_THRESHOLDS,
+    IMPLAUSIBLE_GAIN,
+    ROLE_MISMATCH,
+    Check,
+    RoleThresholds,
+    check_gain,
+    check_role,
+    failed_detail,
+    role_features,
+)
 from mining.segments import SegmentPatch, SegmentPolicy, cut_segments
 from mining.stft import STFTPreset, get_preset
 from mining.vocals import MIN_VOCAL_RATIO_DB, NO_VOCALS, derive, vocal_activity_db
@@ -43,6 +60,7 @@ class PairParams:
     min_vocal_ratio_db: float = MIN_VOCAL_RATIO_DB
     no_skip_if_short: bool = True
     min_last_fill: float = 0.2
+    roles: RoleThresholds = DEFAULT_ROLE_THRESHOLDS
 
 
 @dataclass
@@ -50,8 +68,9 @@ class PairResult:
     """What one pair produced: segments, or a rejection ``reason`` with a one-line ``detail``.
 
     ``sample_rate`` is the original's rate, the one ``alignment.offset_samples`` counts in.
-    ``metrics`` holds plain floats (confidences, gain, vocal activity, mean quality, seconds
-    per stage) for the catalog and the dashboard.
+    ``metrics`` holds plain floats (confidences, gain, vocal activity, role features, mean
+    quality, seconds per stage) for the catalog and the dashboard; ``checks`` every check made,
+    as :meth:`mining.roles.Check.as_dict` values (name, value, threshold, passed).
     """
 
     reason: str | None = None
@@ -61,6 +80,7 @@ class PairResult:
     segments: list[SegmentPatch] = field(default_factory=list)
     sample_rate: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    checks: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -85,6 +105,7 @@ def process_pair(
     segment_hop_frames: int | None = None,
     params: PairParams | None = None,
     suspect: str | None = None,
+    vouched: bool = False,
 ) -> PairResult:
     """Align, gain-match, derive and segment one pair (see the module doc).
 
@@ -93,11 +114,14 @@ def process_pair(
     ``drift``, ``no_vocals``, ``too_short`` (no patch fits, even without the skip).
     ``suspect`` (from :attr:`mining.fingerprint.Verdict.suspect`) names what the fingerprints
     could not rule out; the derivation confirms it with that reason: a ``fingerprint_mismatch``
-    suspect that does not align, a ``same_audio`` suspect that leaves no vocals.
+    suspect that does not align, a ``same_audio`` suspect that leaves no vocals. Also
+    ``implausible_gain`` and ``role_mismatch`` (see :mod:`mining.roles`); ``vouched`` when the
+    instrumental's own title or tags say it is an instrumental.
     """
     p = params or PairParams()
     spec = get_preset(preset) if isinstance(preset, str) else preset
     metrics: dict[str, float] = {}
+    checks: list[dict[str, object]] = []
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -139,19 +163,55 @@ def process_pair(
     placed *= np.float32(gain.gain)
     lap("gain")
     metrics["gain_db"] = gain.gain_db
+    gain_check = check_gain(gain.gain_db, p.roles)
+    checks.append(gain_check.as_dict())
+    if not gain_check.passed:
+        detail = (
+            f"the instrumental sits in the mix at {gain.gain_db:+.1f} dB, beyond "
+            f"±{p.roles.max_gain_db:g} dB: one side is not the other's accompaniment"
+        )
+        return PairResult(
+            IMPLAUSIBLE_GAIN,
+            detail,
+            alignment,
+            gain,
+            sample_rate=sr,
+            metrics=metrics,
+            checks=checks,
+        )
 
     derived = derive(mix, placed, sr, spec)
     del mix, placed
     activity = vocal_activity_db(derived)
     metrics["vocal_activity_db"] = activity
     lap("derive")
+    checks.append(
+        Check(
+            "vocal_activity_db",
+            activity,
+            p.min_vocal_ratio_db,
+            activity >= p.min_vocal_ratio_db,
+            "loud frames' vocal share (90th percentile, dB) >=",
+        ).as_dict()
+    )
     if activity < p.min_vocal_ratio_db:
         detail = f"loud frames' vocal share {activity:.1f} dB < {p.min_vocal_ratio_db:.1f} dB"
         reason = NO_VOCALS
         if suspect == SAME_AUDIO:
             reason = SAME_AUDIO
             detail = f"fingerprints agree near-totally and {detail}: the two are one recording"
-        return PairResult(reason, detail, alignment, gain, sample_rate=sr, metrics=metrics)
+        return PairResult(
+            reason, detail, alignment, gain, sample_rate=sr, metrics=metrics, checks=checks
+        )
+    features = role_features(derived, spec.sample_rate, spec.n_fft, p.roles)
+    metrics.update(features.as_dict())
+    role_checks = check_role(features, p.roles, vouched=vouched)
+    checks += [c.as_dict() for c in role_checks]
+    if not all(c.passed for c in role_checks):
+        detail = f"the instrumental is not the accompaniment: {failed_detail(role_checks)}"
+        return PairResult(
+            ROLE_MISMATCH, detail, alignment, gain, sample_rate=sr, metrics=metrics, checks=checks
+        )
 
     policy = SegmentPolicy(
         skip_s=segment_skip_s,
@@ -164,7 +224,9 @@ def process_pair(
     metrics["segments"] = float(len(segments))
     if not segments:
         detail = f"{derived.frames} frames leave no {spec.patch_frames}-frame patch"
-        return PairResult(TOO_SHORT, detail, alignment, gain, sample_rate=sr, metrics=metrics)
-    result = PairResult(None, None, alignment, gain, segments, sr, metrics)
+        return PairResult(
+            TOO_SHORT, detail, alignment, gain, sample_rate=sr, metrics=metrics, checks=checks
+        )
+    result = PairResult(None, None, alignment, gain, segments, sr, metrics, checks)
     metrics["quality"] = result.quality or 0.0
     return result

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         5.0, ge=0, description="reject pairs whose lengths differ more"
     )
     max_duration_s: float = Field(300.0, gt=0, description="reject tracks longer than this")
+    max_gain_db: float = Field(
+        12.0, gt=0, description="reject pairs whose instrumental sits in the mix beyond ±this"
+    )
     segment_skip_s: float = Field(20.0, ge=0, description="skip at the start and at the end")
     segment_hop_frames: int | None = Field(None, ge=1, description="None = non-overlapping patches")
     min_segment_quality: float = Field(0.0, ge=0, le=1, description="training drops worse segments")

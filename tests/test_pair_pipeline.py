@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mining.audio import save_audio
-from mining.pair_pipeline import process_pair
+from mining.pair_pipeline import PairParams, process_pair
+from mining.roles import RoleThresholds
 from mining.stft import PRESETS
 from tests.mir1k_pairs import LAME_DELAY, LAME_LEVEL_DB, load_clip, load_song
 
@@ -105,3 +106,47 @@ def test_long_song_skips_its_ends_and_uses_the_configured_hop(
     assert result.ok and result.segments[0].start_s >= 20.0
     denser = process_pair(original, instrumental, "paper", segment_hop_frames=32)
     assert len(denser.segments) > len(result.segments)
+
+
+@pytest.mark.parametrize("song", ["amy_10", "leon_7"])
+def test_an_untagged_a_cappella_is_rejected_in_both_roles(
+    mir1k_dir: Path, tmp_path: Path, song: str
+) -> None:
+    """A real vocal stem posing as the instrumental (as discovery proposes it) is rejected by the
+    role checks; posing as the original (the mix "fitted" inside it) by gain or role. Every
+    check keeps its value and threshold."""
+    acc, voc, sr = load_song(mir1k_dir, song)
+    mix = save_audio(tmp_path / "mix.flac", (acc + voc)[None] * 0.7, sr)
+    vocals = save_audio(tmp_path / "take 3.flac", voc[None] * 0.9, sr)
+    as_instrumental = process_pair(mix, vocals, "paper", segment_skip_s=0)
+    assert as_instrumental.reason == "role_mismatch", as_instrumental.detail
+    assert "low_share_ratio" in as_instrumental.detail
+    assert as_instrumental.segments == []
+    failed = [c for c in as_instrumental.checks if not c["passed"]]
+    assert failed and all({"value", "threshold", "rule"} <= set(c) for c in failed)
+    as_original = process_pair(vocals, mix, "paper", segment_skip_s=0)
+    assert as_original.reason in ("implausible_gain", "role_mismatch"), as_original.detail
+    assert as_original.segments == []
+    true_pair = process_pair(mix, save_audio(tmp_path / "inst.flac", acc[None], sr), "paper")
+    assert true_pair.ok, true_pair.detail
+    assert all(c["passed"] for c in true_pair.checks)
+
+
+def test_an_implausible_gain_is_rejected_with_its_value(mir1k_dir: Path, tmp_path: Path) -> None:
+    """An instrumental that sits 15 dB below its accompaniment in the mix is not plausible at
+    the default ±12 dB; the limit is a setting."""
+    acc, voc, sr = load_clip(mir1k_dir, "amy_10_01")
+    original = save_audio(tmp_path / "song.flac", (acc + voc)[None] * 0.7, sr)
+    quiet = save_audio(tmp_path / "song (inst).flac", acc[None] * 0.7 * 10 ** (-15 / 20), sr)
+    result = process_pair(original, quiet, "paper")
+    assert result.reason == "implausible_gain"
+    assert "+15.0 dB" in result.detail
+    assert result.checks[-1] == {
+        "check": "gain_db",
+        "value": pytest.approx(15.0, abs=0.2),
+        "threshold": 12.0,
+        "rule": "|gain| <=",
+        "passed": False,
+    }
+    lenient = PairParams(roles=RoleThresholds(max_gain_db=20.0))
+    assert process_pair(original, quiet, "paper", params=lenient).ok

@@ -24,7 +24,14 @@ def fake_derived(n_frames: int, preset=PAPER, seed: int = 0) -> Derived:
     mix = np.broadcast_to(np.arange(1, n_frames + 1, dtype=np.float32), shape).copy()
     instr = (mix[..., -1:] * rng.uniform(0.2, 1.0, shape)).astype(np.float32)  # sounds throughout
     vocals = mix - instr
-    energy = np.stack([(mix**2).sum(axis=(0, 1)), (vocals**2).sum(axis=(0, 1)), np.zeros(n_frames)])
+    energy = np.stack(
+        [
+            (mix**2).sum(axis=(0, 1)),
+            (vocals**2).sum(axis=(0, 1)),
+            np.zeros(n_frames),
+            np.zeros(n_frames),
+        ]
+    )
     return Derived(mix, instr, vocals, energy)
 
 
