@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -30,6 +30,16 @@ from flows.api_server import temporary_server_url
 from flows.artifacts import publish_counts, publish_histogram
 from flows.runtime import ALLOCATOR_ENV, keep_freed_memory
 from mining.audio import load_audio
+from mining.decisions import (
+    CopyGroups,
+    Proposal,
+    TrackFacts,
+    Verdict,
+    conflicting_roles,
+    keep_one_per_group,
+    title_checks,
+    title_facts,
+)
 from mining.fingerprint import (
     DEFAULT_PARAMS,
     Fingerprint,
@@ -42,7 +52,8 @@ from mining.fingerprint import (
     verify_pair,
 )
 from mining.matching import TrackRef, duration_reason, match_titles
-from mining.pair_pipeline import PairResult, process_pair
+from mining.pair_pipeline import PairParams, PairResult, process_pair
+from mining.roles import DEFAULT_ROLE_THRESHOLDS
 from mining.scan import scan_library
 from mining.stft import get_preset
 from storage import mining_store as store
@@ -184,6 +195,7 @@ class PairJob:
     instrumental: str
     coarse_offset_s: float | None
     suspect: str | None
+    vouched: bool = False
 
 
 @task(name="process-pairs", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -192,6 +204,7 @@ def process_pairs_task(
     preset_name: str,
     segment_skip_s: float,
     segment_hop_frames: int | None,
+    max_gain_db: float = DEFAULT_ROLE_THRESHOLDS.max_gain_db,
 ) -> list[tuple[int, PairResult]]:
     """Align, gain-match and derive the vocals of a batch of pairs; data problems are reasons.
 
@@ -199,6 +212,7 @@ def process_pairs_task(
     conversion runs on the workers rather than in the flow process that writes the shards.
     """
     preset = get_preset(preset_name)
+    params = PairParams(roles=replace(DEFAULT_ROLE_THRESHOLDS, max_gain_db=max_gain_db))
     out = []
     for job in jobs:
         result = process_pair(
@@ -208,7 +222,9 @@ def process_pairs_task(
             job.coarse_offset_s,
             segment_skip_s=segment_skip_s,
             segment_hop_frames=segment_hop_frames,
+            params=params,
             suspect=job.suspect,
+            vouched=job.vouched,
         )
         for patch in result.segments:
             patch.mix = to_half(patch.mix)
@@ -248,6 +264,10 @@ def match_stage(
             source="title",
             score=cand.score,
             run_id=run_id,
+        )
+        store.add_found(catalog, pair_id, "title", {"score": cand.score})
+        store.add_evidence(
+            catalog, pair_id, orientation={"rule": "title (the instrumental's version marker)"}
         )
         if cand.reason:
             store.reject_pair(catalog, pair_id, cand.reason, cand.detail or "", "match", run_id)
@@ -299,6 +319,27 @@ def fingerprint_stage(
     return {t.id: decoded[t.content_hash] for t in tracks if t.content_hash in decoded}
 
 
+def _facts(track: store.TrackRow) -> TrackFacts:
+    return TrackFacts(track.id, track.path, track.title, track.version, track.comment)
+
+
+def _copy_groups(
+    catalog: Catalog, duplicates: list[Any], tracks: dict[int, store.TrackRow]
+) -> CopyGroups:
+    """Copy groups from this run's duplicates and every pair ever judged ``same_audio``."""
+    groups = CopyGroups()
+    for dup in duplicates:
+        groups.join(
+            dup.track_id,
+            dup.duplicate_of,
+            f"{dup.evidence} agreement {dup.ratio:.2f}",
+        )
+    for pair in store.all_pairs(catalog):
+        if pair.reason == "same_audio" and pair.original_id in tracks:
+            groups.join(pair.original_id, pair.instrumental_id, "judged same_audio")
+    return groups
+
+
 def verify_stage(
     catalog: Catalog,
     tracks: dict[int, store.TrackRow],
@@ -306,7 +347,8 @@ def verify_stage(
     settings: Settings,
     run_id: int,
 ) -> None:
-    """Duplicates, fingerprint verification of title candidates, and discovery of missed pairs.
+    """Duplicates, fingerprint verification of title candidates, discovery of missed pairs, and
+    the decision of every live proposal with all the evidence (:mod:`mining.decisions`).
 
     One all-against-all sweep of the fingerprint index feeds both the duplicate search and the
     discovery; title candidates are never called duplicates (their derivation decides).
@@ -337,22 +379,23 @@ def verify_stage(
         original, instrumental = pair.original_id, pair.instrumental_id
         if original not in fps or instrumental not in fps:
             continue
-        if original in copy_of and copy_of[original] != instrumental:
-            store.reject_pair(
-                catalog,
-                pair.id,
-                "duplicate",
-                f"original is a copy of {tracks[copy_of[original]].path}",
-                "fingerprint",
-                run_id,
-            )
-            continue
         verdict = verify_pair(fps[original], fps[instrumental])
         numbers = {
             "fp_matches": verdict.n_matches,
             "fp_ratio": verdict.ratio,
             "offset_s": verdict.offset_s,
         }
+        store.add_evidence(
+            catalog,
+            pair.id,
+            fingerprints={
+                "votes": verdict.n_matches,
+                "ratio": round(verdict.ratio, 4),
+                "coverage": round(verdict.coverage, 4),
+                "offset_s": round(verdict.offset_s, 4),
+                "suspect": verdict.suspect,
+            },
+        )
         if verdict.accepted:
             store.accept_pair(catalog, pair.id, suspect=verdict.suspect, **numbers)
         else:
@@ -380,7 +423,8 @@ def verify_stage(
     ]
     for disc, future in zip(found, oriented, strict=True):
         original, instrumental, offset = disc.original_id, disc.instrumental_id, disc.offset_s
-        if future.result() is False:
+        flipped = future.result() is False
+        if flipped:
             original, instrumental, offset = instrumental, original, -offset
         pair_id = store.upsert_pair(
             catalog,
@@ -389,6 +433,28 @@ def verify_stage(
             source="fingerprint",
             score=100 * disc.ratio,
             run_id=run_id,
+        )
+        store.add_found(
+            catalog,
+            pair_id,
+            "fingerprint",
+            {
+                "votes": disc.n_matches,
+                "ratio": round(disc.ratio, 4),
+                "reverse_ratio": round(disc.reverse_ratio, 4),
+                "offset_s": round(offset, 4),
+                "suspect": disc.suspect,
+            },
+        )
+        store.add_evidence(
+            catalog,
+            pair_id,
+            orientation={
+                "rule": "audio (spectral excess after alignment)"
+                if future.result() is not None
+                else "fingerprint order (audio undecidable)",
+                "original": tracks[original].path,
+            },
         )
         numbers = {"fp_matches": disc.n_matches, "fp_ratio": disc.ratio, "offset_s": offset}
         reason, detail = duration_reason(
@@ -401,7 +467,54 @@ def verify_stage(
             store.reject_pair(catalog, pair_id, reason, detail or "", "match", run_id, **numbers)
         elif store.pair_status(catalog, pair_id) == "candidate":
             store.accept_pair(catalog, pair_id, suspect=disc.suspect, **numbers)
+    decide_stage(catalog, tracks, _copy_groups(catalog, duplicates, tracks), run_id)
     logger.info("fingerprints: %d duplicates, %d pairs discovered", len(duplicates), len(found))
+
+
+def decide_stage(
+    catalog: Catalog, tracks: dict[int, store.TrackRow], groups: CopyGroups, run_id: int
+) -> None:
+    """Titles and tags, copy groups and roles over every accepted pair (mined ones stay)."""
+    paths = {i: t.path for i, t in tracks.items()}
+    live = [
+        p
+        for p in store.all_pairs(catalog)
+        if p.status in ("accepted", "mined")
+        and p.original_id in tracks
+        and p.instrumental_id in tracks
+    ]
+    rejected: dict[int, Verdict] = {}
+    for pair in live:
+        verdict = title_checks(
+            _facts(tracks[pair.original_id]), _facts(tracks[pair.instrumental_id])
+        )
+        store.add_evidence(catalog, pair.id, titles=verdict.checks)
+        if verdict.reason and pair.status == "accepted":
+            rejected[pair.id] = verdict
+    proposals = [
+        Proposal(p.id, p.original_id, p.instrumental_id, p.status, p.source, p.fp_ratio)
+        for p in live
+        if p.id not in rejected
+    ]
+    for pair_id, verdict in {
+        **conflicting_roles(proposals, paths),
+        **keep_one_per_group(proposals, groups, paths),
+    }.items():
+        rejected.setdefault(pair_id, verdict)
+    for pair in live:
+        group = {
+            role: groups.describe(track_id, paths)
+            for role, track_id in (
+                ("original", pair.original_id),
+                ("instrumental", pair.instrumental_id),
+            )
+        }
+        store.add_evidence(catalog, pair.id, copy_groups={k: v for k, v in group.items() if v})
+        verdict = rejected.get(pair.id)
+        if verdict and pair.status == "accepted":
+            store.reject_pair(
+                catalog, pair.id, verdict.reason or "", verdict.detail, "decide", run_id
+            )
 
 
 def _segments(pair_id: int, artist: str, split: str, result: PairResult) -> list[Segment]:
@@ -442,6 +555,16 @@ def _record_pair(
         "polarity": align.polarity if align else None,
         "gain_db": result.gain.gain_db if result.gain else None,
     }
+    store.add_evidence(
+        catalog,
+        pair_id,
+        checks=result.checks,
+        audio={
+            k: v
+            for k, v in result.metrics.items()
+            if not k.startswith("seconds_") and k not in ("duration_s", "segments")
+        },
+    )
     if not result.ok:
         store.reject_pair(
             catalog,
@@ -495,13 +618,18 @@ def process_stage(
             tracks[p.instrumental_id].path,
             p.offset_s,
             p.reason,
+            title_facts(_facts(tracks[p.instrumental_id])).instrumental is not None,
         )
         for p in pending
     ]
     durations = [tracks[p.original_id].duration_s for p in pending]
     futures = [
         process_pairs_task.submit(
-            batch, settings.stft_preset, settings.segment_skip_s, settings.segment_hop_frames
+            batch,
+            settings.stft_preset,
+            settings.segment_skip_s,
+            settings.segment_hop_frames,
+            settings.max_gain_db,
         )
         for batch in batches(jobs, durations, PAIR_BATCH_S)
     ]
@@ -659,5 +787,41 @@ def pairs_command(
         typer.echo(f"{why}: not in the catalog (scan or mine the library first)", err=True)
         raise typer.Exit(1)
     for decision in decisions:
-        lines = [f"{k}: {v}" for k, v in decision.items() if v not in (None, [], "")]
-        typer.echo("\n".join(lines) + "\n")
+        typer.echo("\n".join(explain_lines(decision)) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items() if v not in (None, [], ""))
+    return str(value)
+
+
+def explain_lines(decision: dict[str, Any]) -> list[str]:
+    """A decision as ``key: value`` lines, then its evidence trail: how the pair was found, how
+    it was oriented, each check with its value and threshold, copy groups, audio figures."""
+    evidence = decision.pop("evidence", None) or {}
+    lines = [f"{k}: {_fmt(v)}" for k, v in decision.items() if v not in (None, [], "")]
+    for how, facts in (evidence.get("found") or {}).items():
+        lines.append(f"found by {how}: {_fmt(facts)}")
+    if evidence.get("fingerprints"):
+        lines.append(f"fingerprint verification: {_fmt(evidence['fingerprints'])}")
+    if evidence.get("orientation"):
+        lines.append(f"orientation: {_fmt(evidence['orientation'])}")
+    for title in evidence.get("titles") or []:
+        name = title.get("check", "title")
+        lines.append(f"{name}: {_fmt({k: v for k, v in title.items() if k != 'check'})}")
+    for role, group in (evidence.get("copy_groups") or {}).items():
+        lines.append(f"copy group of the {role}: {_fmt(group)}")
+    for check in evidence.get("checks") or []:
+        mark = "pass" if check.get("passed") else "FAIL"
+        lines.append(
+            f"check {check.get('check')}: {_fmt(check.get('value'))} "
+            f"({check.get('rule')} {_fmt(check.get('threshold'))}) {mark}"
+        )
+    if evidence.get("audio"):
+        lines.append(f"audio: {_fmt(evidence['audio'])}")
+    return lines

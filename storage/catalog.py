@@ -97,6 +97,8 @@ class Pair(Base):
     split: Mapped[str | None] = mapped_column(String(16))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("mining_runs.id"))
     claimed_by: Mapped[str | None] = mapped_column(String(64))
+    #: How the pair was found and every check of its decision (see ``mining_store.add_evidence``).
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )

@@ -6,6 +6,7 @@ Claims and run locks live in ``storage/locks.py``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ class TrackRow:
     version: str | None
     duration_s: float
     sample_rate: int
+    comment: str | None = None
 
 
 def start_run(catalog: Catalog, library_root: str, flow_run_id: str | None) -> int:
@@ -77,6 +79,7 @@ def library_tracks(catalog: Catalog, library_root: str) -> list[TrackRow]:
                 t.version,
                 float(t.duration_s or 0.0),
                 int(t.sample_rate or 0),
+                t.comment,
             )
             for t in rows
         ]
@@ -158,6 +161,41 @@ def upsert_pair(
             session.add(pair)
             session.flush()
         return pair.id
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None (PostgreSQL's JSON has no Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def add_evidence(catalog: Catalog, pair_id: int, **sections: Any) -> None:
+    """Merge ``sections`` (``found``, ``titles``, ``orientation``, ``copy_group``, ``checks``,
+    ``audio``, ...) into a pair's evidence trail; a section given again replaces the old one."""
+    with catalog.session() as session:
+        pair = session.get(Pair, pair_id)
+        assert pair is not None
+        evidence = dict(pair.evidence or {})
+        evidence.update(_plain(sections))
+        pair.evidence = evidence
+
+
+def add_found(catalog: Catalog, pair_id: int, how: str, facts: dict[str, Any]) -> None:
+    """Record one way the pair was found (``title`` or ``fingerprint`` discovery) beside the
+    others; ``Pair.source`` keeps the first."""
+    with catalog.session() as session:
+        pair = session.get(Pair, pair_id)
+        assert pair is not None
+        evidence = dict(pair.evidence or {})
+        found = dict(evidence.get("found") or {})
+        found[how] = _plain(facts)
+        evidence["found"] = found
+        pair.evidence = evidence
 
 
 def pair_status(catalog: Catalog, pair_id: int) -> str:
@@ -341,6 +379,7 @@ def explain(catalog: Catalog, query: str) -> list[dict[str, Any]]:
                     "quality": pair.quality,
                     "segments": pair.segments,
                     "split": pair.split,
+                    "evidence": pair.evidence or {},
                 }
             )
     return out

@@ -2,8 +2,9 @@
 
 One library holds every case a data engineer meets: good pairs in several codecs with offsets
 and gains, an instrumental with an extended outro, an over-long track, a "remix" whose audio is
-another song, a mislabelled "instrumental" that is the mix, a lone instrumental, a duplicate
-file, a corrupt file, and an oddly named instrumental only fingerprints can find. The flow runs
+another song, a mislabelled "instrumental" that is the mix (beside the song's real one), a lone
+instrumental, a duplicate file, a corrupt file, an oddly named instrumental only fingerprints
+can find, and a cappella versions, one tagged and one with a neutral name. The flow runs
 twice; the second run must add nothing.
 """
 
@@ -92,6 +93,11 @@ def mined(mir1k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     acc, voc = songs["jmzen_1"]  # the "instrumental" is really the mix
     _write(lib, "jmzen/Sun.flac", acc + voc, "jmzen", "Sun")
     _write(lib, "jmzen/Sun (Off Vocal).mp3", acc + voc, "jmzen", "Sun (Off Vocal)")
+    _write(lib, "jmzen/Sun (Karaoke).flac", acc, "jmzen", "Sun (Karaoke)")  # the real one
+    acc, voc = songs["amy_11"]  # a cappella versions: one tagged, one with a neutral name
+    _write(lib, "amy_11/Song amy_11 (A Cappella).flac", voc, "amy", "Song amy_11 (A Cappella)")
+    acc, voc = songs["yifen_1"]
+    _write(lib, "yifen/take 3.wav", np.concatenate([np.zeros(SR // 3, np.float32), voc]), "", "")
     acc, voc = songs["geniusturtle_1"]  # an oddly named instrumental, and an over-long song
     _write(lib, "gt/Wind.flac", acc + voc, "geniusturtle", "Wind")
     _write(lib, "gt/track07.wav", acc * 0.8, "geniusturtle", "track07")
@@ -212,3 +218,36 @@ def test_pairs_why_explains_a_rejection(mined: dict) -> None:
     assert "duration_mismatch" in result.output
     assert "durations differ" in result.output
     json.dumps(mined["first"])
+
+
+def test_a_cappella_versions_are_never_mined(mined: dict) -> None:
+    for name in ("Song amy_11 (A Cappella).flac", "take 3.wav"):
+        involved = [p for o, i, p in _all_pairs(mined["settings"]) if name in (o, i)]
+        assert all(p.status != "mined" for p in involved), name
+        assert all(
+            p.reason in ("a_cappella", "role_mismatch", "implausible_gain") for p in involved
+        ), [(p.reason, p.source) for p in involved]
+    tagged = [p for o, i, p in _all_pairs(mined["settings"]) if "A Cappella" in o + i]
+    assert all(p.reason == "a_cappella" for p in tagged)
+
+
+def test_a_copy_rejected_as_same_audio_never_becomes_an_original(mined: dict) -> None:
+    pairs = _all_pairs(mined["settings"])
+    assert not [p for o, i, p in pairs if o == "Sun (Off Vocal).mp3" and p.status == "mined"]
+    true = [p for o, i, p in pairs if (o, i) == ("Sun.flac", "Sun (Karaoke).flac")]
+    assert [p.status for p in true] == ["mined"]
+    assert sum(p.status == "mined" for o, i, p in pairs if i == "Sun (Karaoke).flac") == 1
+
+
+def test_pairs_why_shows_the_evidence_of_a_discovered_pair(mined: dict) -> None:
+    path = mined["lib"] / "gt" / "track07.wav"
+    result = CliRunner().invoke(
+        register(), ["pairs", "--why", str(path), "--config", str(mined["config"])]
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "found by fingerprint: votes" in out
+    assert "orientation: rule audio" in out
+    assert "instrumental_title:" in out
+    assert "check gain_db:" in out and "check low_share_ratio:" in out
+    assert "pass" in out
