@@ -3,16 +3,20 @@
 For each source (``synthetic``, ``mir1k``, ``musdb``) the benchmark
 
 1. builds a test library with :func:`mining.library_builder.build_library` (cached in the
-   work directory, so a re-run with the same ``--workdir`` reuses it) and reads the answer key
-   ``<library>.truth/manifest.json``;
+   work directory, so a re-run with the same ``--workdir`` reuses it; ``--profile`` picks the
+   builder's profile) and reads the answer key ``<library>.truth/manifest.json``, converted to
+   the truth format (:func:`bench.truth.truth_from_manifest`, written beside it as
+   ``truth.json``);
 2. runs ``vocalmine mine LIBRARY --config CFG`` in a fresh catalog (a subprocess, Prefect on a
    throw-away ``PREFECT_HOME``, a Dask LocalCluster of ``--workers`` processes) and times it;
-3. scores what the catalog says against the manifest:
+3. scores what the catalog says against the truth:
 
-   * **pairs** — precision = mined pairs that are true pairs / mined pairs; recall = true pairs
-     that pass the filters (manifest ``expected == "pair"``) that were mined / all of them. A
-     pair mined from a byte-identical duplicate of the original counts as the true pair.
-   * **decoys** — every decoy's expected reason next to what the catalog recorded.
+   * **pairs and decoys** — :func:`bench.truth.score` (``docs/truth-format.md``): precision =
+     mined pairs that are true pairs / mined pairs; recall = truth pairs (manifest
+     ``expected == "pair"``) that were mined / all of them. A pair mined from a copy of its
+     original (or instrumental) counts as the true pair once; a second mining of the same truth
+     pair is a false positive. Every decoy and single passes or fails by what was mined, with
+     the catalog's reasons about it next to the reasons expected.
    * **alignment** — ``Pair.offset_samples`` (decoded files, original's rate) minus the truth
      from the manifest with the codec delays taken into account:
      ``d = delay_orig − offset_s · sr_orig − delay_instr · sr_orig / sr_instr`` (lameenc MP3s
@@ -45,6 +49,12 @@ For each source (``synthetic``, ``mir1k``, ``musdb``) the benchmark
 Each mine run's time is kept beside its catalog (``runs/<library>/run.json``), so
 ``--rescore`` scores the last run again without mining (for changes to the scoring only).
 
+``--library DIR --truth FILE`` scores any existing library instead (nothing is built): the mine
+flow runs on ``DIR`` and the catalog is scored against the answer key ``FILE`` (the truth format,
+``docs/truth-format.md``). Alignment and gain errors come from the truth's optional ``offset_s``
+and ``gain_db`` (the catalog's conventions); SDR needs the true stems, so it is measured only
+when ``FILE`` is a library builder ``manifest.json`` (then everything above is measured).
+
 Prints rich tables and writes ``bench/results/mining.json`` (``--results`` to change). Never
 part of ``make test``: a full run (60 synthetic songs of 3–4 min, all MIR-1K songs, all 50
 MUSDB18-7 previews) takes well over half an hour on two shared cores.
@@ -58,6 +68,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import inspect  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
@@ -77,12 +89,20 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 from scipy.signal import correlate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.truth import (  # noqa: E402
+    is_manifest,
+    load_truth,
+    pair_aliases,
+    score,
+    truth_from_manifest,
+)
 from mining.alignment import Alignment, apply_alignment, downmix  # noqa: E402
 from mining.audio import load_audio  # noqa: E402
 from mining.fingerprint import DEFAULT_PARAMS, DEFAULT_THRESHOLDS, fingerprint  # noqa: E402
@@ -114,19 +134,53 @@ console = Console(width=200)
 # --- library and mine run -----------------------------------------------------------------------
 
 
-def library_key(source: str, count: int | None, seed: int, durations: tuple[float, float]) -> str:
+def library_key(
+    source: str,
+    count: int | None,
+    seed: int,
+    durations: tuple[float, float],
+    profile: str = "default",
+) -> str:
     """Cache name of a built library: everything that changes its bytes."""
     key = f"{source}-n{count if count else 'all'}-seed{seed}"
     if source == "synthetic":
         key += f"-d{durations[0]:g}-{durations[1]:g}"
+    if profile != "default":
+        key += f"-{profile}"
     return key
 
 
+def _profile_kwargs(profile: str) -> dict[str, Any]:
+    """``profile=`` for :func:`build_library`, only when not the default (older builders have
+    no such keyword)."""
+    if profile == "default":
+        return {}
+    if "profile" not in inspect.signature(build_library).parameters:
+        sys.exit(f"--profile {profile}: this library builder has no profiles yet")
+    return {"profile": profile}
+
+
+def write_truth(truth: dict[str, Any], path: Path) -> None:
+    """Write a truth file (atomically; left alone when the bytes are the same)."""
+    text = json.dumps(truth, indent=2, ensure_ascii=False) + "\n"
+    if path.is_file() and path.read_text("utf-8") == text:
+        return
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(text, "utf-8")
+    tmp.replace(path)
+
+
 def ensure_library(
-    source: str, count: int | None, seed: int, durations: tuple[float, float], workdir: Path
+    source: str,
+    count: int | None,
+    seed: int,
+    durations: tuple[float, float],
+    workdir: Path,
+    profile: str = "default",
 ) -> dict[str, Any]:
-    """The cached library of these arguments, built first when missing (atomically, by rename)."""
-    home = workdir / "libraries" / library_key(source, count, seed, durations)
+    """The cached library of these arguments, built first when missing (atomically, by rename),
+    with its manifest and the manifest as a truth (also written to ``<truth dir>/truth.json``)."""
+    home = workdir / "libraries" / library_key(source, count, seed, durations, profile)
     library = home / "library"
     truth = default_truth_dir(library)
     built_s, cached = 0.0, (truth / "manifest.json").is_file()
@@ -142,15 +196,19 @@ def ensure_library(
             seed=seed,
             duration_range=durations,
             data_root=DATA,
+            **_profile_kwargs(profile),
         )
         built_s = time.perf_counter() - start
         shutil.rmtree(home, ignore_errors=True)
         partial.rename(home)
     manifest = json.loads((truth / "manifest.json").read_text("utf-8"))
+    converted = truth_from_manifest(manifest)
+    write_truth(converted, truth / "truth.json")
     return {
         "library": library,
         "truth": truth,
         "manifest": manifest,
+        "truth_data": converted,
         "cached": cached,
         "build_s": built_s,
     }
@@ -361,197 +419,53 @@ def flow_timeline(prefect_home: Path, flow_run_id: str | None) -> dict[str, Any]
 # --- decisions ----------------------------------------------------------------------------------
 
 
-def _aliases(manifest: dict[str, Any]) -> dict[str, set[str]]:
-    """Original path → itself and its byte-identical copies (the duplicate decoys)."""
-    out: dict[str, set[str]] = {}
-    for d in manifest["decoys"]:
-        if d["kind"] == "duplicate":
-            copy, original = d["paths"]
-            out.setdefault(original, {original}).add(copy)
-    return out
-
-
-def _pair_outcome(pair: dict[str, Any] | None) -> str:
-    if pair is None:
-        return "no pair"
-    return "mined" if pair["status"] == "mined" else pair["reason"] or pair["status"]
-
-
-def score_decisions(manifest: dict[str, Any], cat: dict[str, Any]) -> dict[str, Any]:
-    """Precision, recall, misses, false positives and the decoy table (see the module doc)."""
-    pairs = cat["pairs"]
-    by_key = {(p["original"], p["instrumental"]): p for p in pairs}
-    aliases = _aliases(manifest)
-    mined = [p for p in pairs if p["status"] == "mined"]
-    expected = [s for s in manifest["songs"] if s["expected"] == "pair"]
-    true_keys: dict[tuple[str, str], str] = {}
-    for s in expected:
-        for o in aliases.get(s["original"]["path"], {s["original"]["path"]}):
-            true_keys[(o, s["instrumental"]["path"])] = s["id"]
-    found: dict[str, dict[str, Any]] = {}
-    false_pos = []
-    for p in mined:
-        song = true_keys.get((p["original"], p["instrumental"]))
-        if song is None:
-            false_pos.append(p)
-        else:
-            found.setdefault(song, p)
-    by_id = {s["id"]: s for s in manifest["songs"]}
-    song_of_path = {
-        f["path"]: s for s in manifest["songs"] for f in (s["original"], s["instrumental"]) if f
-    }
-    misses = []
-    for s in expected:
-        if s["id"] in found:
-            continue
-        involved = [
-            p
-            for p in pairs
-            if s["instrumental"]["path"] in (p["original"], p["instrumental"])
-            or p["original"] in aliases.get(s["original"]["path"], {s["original"]["path"]})
-        ]
-        misses.append(
-            {
-                "song": s["id"],
-                "discovery": s["discovery"],
-                "original": s["original"]["path"],
-                "instrumental": s["instrumental"]["path"],
-                "pairs": [
-                    {
-                        k: p[k]
-                        for k in (
-                            "original",
-                            "instrumental",
-                            "source",
-                            "status",
-                            "reason",
-                            "detail",
-                            "fp_ratio",
-                        )
-                    }
-                    for p in involved
-                ],
-                "track_reasons": {
-                    path: cat["track_reasons"].get(path, [])
-                    for path in (s["original"]["path"], s["instrumental"]["path"])
-                },
-            }
-        )
-    fp_rows = []
-    for p in false_pos:
-        so, si = song_of_path.get(p["original"]), song_of_path.get(p["instrumental"])
-        fp_rows.append(
-            {
-                "original": p["original"],
-                "instrumental": p["instrumental"],
-                "source": p["source"],
-                "original_song": f"{so['id']} {so['kind']}" if so else None,
-                "instrumental_song": f"{si['id']} {si['kind']}" if si else None,
-            }
-        )
-    decoys = [
-        decoy_row(d, by_id.get(d["song_id"]), by_key, cat, aliases) for d in manifest["decoys"]
-    ]
-    ratios = []
-    for s in expected:
-        keys = [(o, s["instrumental"]["path"]) for o in aliases.get(s["original"]["path"], set())]
-        keys.append((s["original"]["path"], s["instrumental"]["path"]))
-        found_ratios = [by_key[k]["fp_ratio"] for k in keys if by_key.get(k, {}).get("fp_ratio")]
-        if found_ratios:
-            ratios.append(max(found_ratios))
+def _fp_ratios(truth: dict[str, Any], pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fingerprint ratio of each truth pair (the highest over the catalog pairs standing for it,
+    whatever their status): how close true pairs come to the ``same_audio`` threshold."""
+    aliases = pair_aliases(truth)
+    best: dict[int, float] = {}
+    for p in pairs:
+        i = aliases.get((p["original"], p["instrumental"]))
+        if i is not None and p.get("fp_ratio"):
+            best[i] = max(best.get(i, 0.0), p["fp_ratio"])
+    ratios = list(best.values())
     return {
-        "expected_pairs": len(expected),
-        "mined_pairs": len(mined),
-        "true_positives": len(found),
-        "precision": len(found) / len(mined) if mined else float("nan"),
-        "recall": len(found) / len(expected) if expected else float("nan"),
-        "recall_by_discovery": {
-            kind: {
-                "expected": sum(s["discovery"] == kind for s in expected),
-                "found": sum(s["discovery"] == kind and s["id"] in found for s in expected),
-            }
-            for kind in sorted({s["discovery"] for s in expected})
-        },
-        "found": {sid: p["id"] for sid, p in found.items()},
-        "misses": misses,
-        "false_positives": fp_rows,
-        "decoys": decoys,
-        "true_pair_fp_ratio": {
-            "pairs": len(ratios),
-            "min": float(np.min(ratios)) if ratios else None,
-            "median": float(np.median(ratios)) if ratios else None,
-            "p95": float(np.percentile(ratios, 95)) if ratios else None,
-            "max": float(np.max(ratios)) if ratios else None,
-            "same_audio_ratio": DEFAULT_THRESHOLDS.same_audio_ratio,
-            "at_or_above_same_audio_ratio": int(
-                sum(r >= DEFAULT_THRESHOLDS.same_audio_ratio for r in ratios)
-            ),
-        },
-        "pair_status": dict(Counter(p["status"] for p in pairs)),
-        "rejections": dict(Counter(p["reason"] for p in pairs if p["reason"])),
+        "pairs": len(ratios),
+        "min": float(np.min(ratios)) if ratios else None,
+        "median": float(np.median(ratios)) if ratios else None,
+        "p95": float(np.percentile(ratios, 95)) if ratios else None,
+        "max": float(np.max(ratios)) if ratios else None,
+        "same_audio_ratio": DEFAULT_THRESHOLDS.same_audio_ratio,
+        "at_or_above_same_audio_ratio": int(
+            sum(r >= DEFAULT_THRESHOLDS.same_audio_ratio for r in ratios)
+        ),
     }
 
 
-def decoy_row(
-    decoy: dict[str, Any],
-    song: dict[str, Any] | None,
-    by_key: dict[tuple[str, str], dict[str, Any]],
-    cat: dict[str, Any],
-    aliases: dict[str, set[str]],
-) -> dict[str, Any]:
-    """What the catalog says about one decoy, and whether that is the expected outcome."""
-    kind, paths, expected = decoy["kind"], decoy["paths"], decoy["expected"]
-    reasons = cat["track_reasons"]
-    mined_with = [
-        p
-        for p in cat["pairs"]
-        if p["status"] == "mined" and set(paths) & {p["original"], p["instrumental"]}
-    ]
-    if kind == "corrupt":
-        got = sorted(set(reasons.get(paths[0], [])))
-        ok = bool(set(got) & set(expected)) and not mined_with
-        shown = ", ".join(got) or "no reason"
-    elif kind == "duplicate":
-        copy, original = paths
-        got = sorted(set(reasons.get(copy, [])) | set(reasons.get(original, [])))
-        mined_pairs = [p for p in mined_with if p["original"] in (copy, original)]
-        ok = "duplicate" in got and len(mined_pairs) <= 1
-        shown = ", ".join(got) or "no reason"
-        if len(mined_pairs) > 1:
-            shown += f" (both copies mined: {len(mined_pairs)})"
-    elif kind == "original_only":
-        paired = [
-            p for p in cat["pairs"] if p["original"] == paths[0] or p["instrumental"] == paths[0]
-        ]
-        shown = "never paired" if not paired else ", ".join(_pair_outcome(p) for p in paired)
-        ok = not mined_with
-    elif kind == "lone_instrumental":
-        got = reasons.get(paths[0], [])
-        shown = ", ".join(got) or "no reason"
-        if mined_with:
-            shown += " (but mined)"
-        ok = expected in got and not mined_with
-    else:
-        original, instrumental = paths
-        pair = None
-        for o in sorted(aliases.get(original, {original})):
-            pair = pair or by_key.get((o, instrumental))
-        shown = _pair_outcome(pair)
-        if kind == "oddly_named" and pair is not None:
-            shown += f" (via {pair['source']})"
-        wrong = [p for p in mined_with if p is not pair]
-        if wrong:
-            shown += f"; also mined in {len(wrong)} other pair(s)"
-        want = "mined" if expected == "pair" else expected
-        ok = _pair_outcome(pair) == want and not wrong
+def _truth_key(truth: dict[str, Any], index: int) -> str:
+    """A truth pair's name: its ``id`` (the builder's song id), else its index."""
+    return truth["pairs"][index].get("id") or str(index)
+
+
+def score_decisions(truth: dict[str, Any], cat: dict[str, Any]) -> dict[str, Any]:
+    """:func:`bench.truth.score` of the catalog, with the names the tables and the JSON use."""
+    result = score(truth, cat["pairs"], cat["track_reasons"])
     return {
-        "kind": kind,
-        "song": decoy["song_id"],
-        "paths": paths,
-        "expected": expected if isinstance(expected, str) else " or ".join(expected),
-        "got": shown,
-        "ok": ok,
-        "song_expected": song["expected"] if song else None,
+        "expected_pairs": result["n_pairs"],
+        "mined_pairs": result["n_mined"],
+        "true_positives": result["n_true"],
+        "precision": result["precision"],
+        "recall": result["recall"],
+        "recall_by_discovery": result["recall_by_discovery"],
+        "found": {_truth_key(truth, f["index"]): f["pair_id"] for f in result["found"]},
+        "found_rows": result["found"],
+        "misses": result["misses"],
+        "false_positives": result["false_positives"],
+        "decoys": result["decoys"],
+        "decoys_passed": result["decoys_passed"],
+        "true_pair_fp_ratio": _fp_ratios(truth, cat["pairs"]),
+        "pair_status": dict(Counter(p["status"] for p in cat["pairs"])),
+        "rejections": dict(Counter(p["reason"] for p in cat["pairs"] if p["reason"])),
     }
 
 
@@ -674,26 +588,39 @@ def measure_pairs(
     preset: str,
     workers: int,
 ) -> list[dict[str, Any]]:
-    """:func:`measure_pair` for every mined true pair, on ``workers`` processes."""
+    """:func:`measure_pair` for every mined true pair, on ``workers`` processes.
+
+    A pair mined through a copy is measured only when the copy is a byte-identical
+    ``duplicate`` of the original (the manifest's codec facts are the original's)."""
     by_id = {p["id"]: p for p in cat["pairs"]}
     songs = {s["id"]: s for s in manifest["songs"]}
-    jobs = [
-        {
-            "song": songs[sid],
-            "pair": by_id[pid],
-            "library": str(lib["library"]),
-            "truth": str(lib["truth"]),
-            "preset": preset,
-        }
-        for sid, pid in sorted(decisions["found"].items())
-    ]
+    duplicates = {
+        d["paths"][0] for d in manifest["decoys"] if d["kind"] == "duplicate" and d["paths"]
+    }
+    jobs = []
+    for f in sorted(decisions["found_rows"], key=lambda f: f["id"] or ""):
+        song = songs.get(f["id"])
+        if song is None:
+            continue
+        if f["via_copy"] and (
+            f["instrumental"] != song["instrumental"]["path"] or f["original"] not in duplicates
+        ):
+            continue
+        jobs.append(
+            {
+                "song": song,
+                "pair": by_id[f["pair_id"]],
+                "library": str(lib["library"]),
+                "truth": str(lib["truth"]),
+                "preset": preset,
+            }
+        )
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
         return list(pool.map(measure_pair, jobs))
 
 
 def stage_timing(
-    manifest: dict[str, Any],
     cat: dict[str, Any],
     decisions: dict[str, Any],
     library: Path,
@@ -733,46 +660,114 @@ def stage_timing(
     }
 
 
+def plain_pair_rows(
+    truth: dict[str, Any], cat: dict[str, Any], decisions: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Alignment and gain errors of the mined true pairs against a truth's own ``offset_s`` and
+    ``gain_db`` (no stems: no oracle gain, no cross-check, no SDR).
+
+    ``align_error`` = ``Pair.offset_samples − round(offset_s · Pair.sample_rate)``;
+    ``gain_error_db`` = ``Pair.gain_db − gain_db``. A pair mined through a copy counts only when
+    the copy is a byte-identical ``duplicate`` of the original (the truth's numbers are the true
+    files')."""
+    by_id = {p["id"]: p for p in cat["pairs"]}
+    duplicates = {d["path"] for d in truth["decoys"] if d["kind"] == "duplicate"}
+    rows = []
+    for f in decisions["found_rows"]:
+        t, p = truth["pairs"][f["index"]], by_id[f["pair_id"]]
+        exact_enough = not f["via_copy"] or (
+            f["instrumental"] == t["instrumental"] and f["original"] in duplicates
+        )
+        if not exact_enough or (t.get("offset_s") is None and t.get("gain_db") is None):
+            continue
+        row: dict[str, Any] = {
+            "song": _truth_key(truth, f["index"]),
+            "original": p["original"],
+            "instrumental": p["instrumental"],
+            "codecs": " / ".join(
+                Path(x).suffix.lstrip(".").lower() for x in (p["original"], p["instrumental"])
+            ),
+            "catalog_rate": p["sample_rate"],
+            "quality": p["quality"],
+            "segments": p["segments"],
+        }
+        if t.get("offset_s") is not None and p["offset_samples"] is not None and p["sample_rate"]:
+            true = int(round(t["offset_s"] * p["sample_rate"]))
+            row.update(
+                offset_true_float=t["offset_s"] * p["sample_rate"],
+                offset_true=true,
+                offset_mined=p["offset_samples"],
+                align_error=p["offset_samples"] - true,
+            )
+        if t.get("gain_db") is not None and p["gain_db"] is not None:
+            row.update(
+                gain_true_db=t["gain_db"],
+                gain_mined_db=p["gain_db"],
+                gain_error_db=p["gain_db"] - t["gain_db"],
+            )
+        rows.append(row)
+    return rows
+
+
 def summarise_pairs(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians, 95th percentiles and maxima of the per-pair measurements."""
-    if not rows:
-        return {"pairs": 0}
-    err = np.abs([r["align_error"] for r in rows])
-    gain = np.abs([r["gain_error_db"] for r in rows])
-    mined = np.array([r["sdr_mined"] for r in rows])
-    oracle = np.array([r["sdr_oracle"] for r in rows])
-    clean = np.array([r["sdr_clean"] for r in rows])
-    ok = np.isfinite(mined) & np.isfinite(oracle)
-    loss = oracle[ok] - mined[ok]
-    return {
-        "pairs": len(rows),
-        "align_error_median": float(np.median(err)),
-        "align_error_p95": float(np.percentile(err, 95)),
-        "align_error_max": float(err.max()),
-        "align_exact_fraction": float(np.mean(err == 0)),
-        "truth_measured_agree_fraction": float(
-            np.mean([abs(r["offset_true"] - r["offset_measured"]) <= 1 for r in rows])
-        ),
-        "polarity_ok_fraction": float(np.mean([r["polarity_ok"] for r in rows])),
-        "gain_error_db_median": float(np.median(gain)),
-        "gain_error_db_p95": float(np.percentile(gain, 95)),
-        "gain_error_db_max": float(gain.max()),
-        "sdr_clips": int(ok.sum()),
-        "sdr_mined_median": float(np.median(mined[ok])) if ok.any() else float("nan"),
-        "sdr_oracle_median": float(np.median(oracle[ok])) if ok.any() else float("nan"),
-        "sdr_clean_median": float(np.median(clean[ok])) if ok.any() else float("nan"),
-        "sdr_loss_median": float(np.median(loss)) if ok.any() else float("nan"),
-        "sdr_loss_p95": float(np.percentile(loss, 95)) if ok.any() else float("nan"),
-        "sdr_loss_max": float(loss.max()) if ok.any() else float("nan"),
-    }
+    """Medians, 95th percentiles and maxima of the per-pair measurements (each over the rows
+    that have it: a plain truth file gives alignment and gain only, where it states them)."""
+    out: dict[str, Any] = {"pairs": len(rows)}
+    aligned = [r for r in rows if "align_error" in r]
+    if aligned:
+        err = np.abs([r["align_error"] for r in aligned])
+        out.update(
+            align_pairs=len(aligned),
+            align_error_median=float(np.median(err)),
+            align_error_p95=float(np.percentile(err, 95)),
+            align_error_max=float(err.max()),
+            align_exact_fraction=float(np.mean(err == 0)),
+        )
+    measured = [r for r in rows if "offset_measured" in r]
+    if measured:
+        out["truth_measured_agree_fraction"] = float(
+            np.mean([abs(r["offset_true"] - r["offset_measured"]) <= 1 for r in measured])
+        )
+    if any("polarity_ok" in r for r in rows):
+        out["polarity_ok_fraction"] = float(
+            np.mean([r["polarity_ok"] for r in rows if "polarity_ok" in r])
+        )
+    gained = [r for r in rows if "gain_error_db" in r]
+    if gained:
+        gain = np.abs([r["gain_error_db"] for r in gained])
+        out.update(
+            gain_pairs=len(gained),
+            gain_error_db_median=float(np.median(gain)),
+            gain_error_db_p95=float(np.percentile(gain, 95)),
+            gain_error_db_max=float(gain.max()),
+        )
+    sdr_rows = [r for r in rows if "sdr_mined" in r]
+    if sdr_rows:
+        mined = np.array([r["sdr_mined"] for r in sdr_rows])
+        oracle = np.array([r["sdr_oracle"] for r in sdr_rows])
+        clean = np.array([r["sdr_clean"] for r in sdr_rows])
+        ok = np.isfinite(mined) & np.isfinite(oracle)
+        loss = oracle[ok] - mined[ok]
+        nan = float("nan")
+        out.update(
+            sdr_clips=int(ok.sum()),
+            sdr_mined_median=float(np.median(mined[ok])) if ok.any() else nan,
+            sdr_oracle_median=float(np.median(oracle[ok])) if ok.any() else nan,
+            sdr_clean_median=float(np.median(clean[ok])) if ok.any() else nan,
+            sdr_loss_median=float(np.median(loss)) if ok.any() else nan,
+            sdr_loss_p95=float(np.percentile(loss, 95)) if ok.any() else nan,
+            sdr_loss_max=float(loss.max()) if ok.any() else nan,
+        )
+    return out
 
 
 # --- fingerprint speed --------------------------------------------------------------------------
 
 
-def fingerprint_speed(manifest: dict[str, Any], library: Path, files: int) -> dict[str, Any]:
-    """Real-time factor of fingerprinting, alone and with decoding, on the library's originals."""
-    paths = [s["original"]["path"] for s in manifest["songs"] if s["original"]][:files]
+def fingerprint_speed(originals: list[str], library: Path, files: int) -> dict[str, Any]:
+    """Real-time factor of fingerprinting, alone and with decoding, on the library's originals
+    (the first ``files`` of ``originals`` that exist)."""
+    paths = [rel for rel in originals if (library / rel).is_file()][:files]
     audio_s = decode_s = fp_s = 0.0
     for rel in paths:
         start = time.perf_counter()
@@ -800,22 +795,26 @@ def fingerprint_speed(manifest: dict[str, Any], library: Path, files: int) -> di
 # --- one source ---------------------------------------------------------------------------------
 
 
-def run_source(source: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Build (or reuse), mine, score: everything the tables and the JSON need for one source."""
-    count = args.count if args.count is not None else DEFAULTS[source]["count"]
-    skip = (
-        DEFAULTS[source]["segment_skip_s"] if args.segment_skip_s is None else args.segment_skip_s
-    )
-    lib = ensure_library(source, count, args.seed, args.duration, workdir)
-    manifest = lib["manifest"]
-    run_dir = workdir / "runs" / library_key(source, count, args.seed, args.duration)
+def mine_and_score(
+    library: Path,
+    truth: dict[str, Any],
+    built: dict[str, Any] | None,
+    run_dir: Path,
+    skip: float,
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Mine ``library`` (or take the last run with ``--rescore``), score it against ``truth``, and
+    measure the mined true pairs: against the stems when ``built`` (a builder library: its
+    ``manifest`` and ``truth`` directory) is given, else against the truth's own offsets and
+    gains. The timing measurements follow."""
     if args.rescore and (run_dir / "run.json").is_file():
         console.log(f"re-scoring the last mine run in {run_dir} (not mining again)")
         mine = json.loads((run_dir / "run.json").read_text())
     else:
-        console.log(f"mining {lib['library']} ({manifest['count']} songs), {args.workers} workers")
+        console.log(f"mining {library} ({len(truth['pairs'])} truth pairs), {args.workers} workers")
         mine = run_mine(
-            lib["library"],
+            library,
             run_dir,
             skip,
             args.workers,
@@ -823,11 +822,16 @@ def run_source(source: str, args: argparse.Namespace, workdir: Path) -> dict[str
             args.dask_address,
             args.prefect_api_url,
         )
-    cat = read_catalog(Path(mine["config"]), lib["library"])
+    cat = read_catalog(Path(mine["config"]), library)
     timeline = flow_timeline(workdir / "prefect", cat["flow_run_id"])
-    decisions = score_decisions(manifest, cat)
-    console.log(f"scoring {len(decisions['found'])} mined true pairs against the stems")
-    rows = measure_pairs(manifest, cat, decisions, lib, args.preset, args.workers)
+    decisions = score_decisions(truth, cat)
+    if built is not None:
+        console.log(f"scoring {len(decisions['found'])} mined true pairs against the stems")
+        rows = measure_pairs(built["manifest"], cat, decisions, built, args.preset, args.workers)
+        originals = [s["original"]["path"] for s in built["manifest"]["songs"] if s["original"]]
+    else:
+        rows = plain_pair_rows(truth, cat, decisions)
+        originals = [p["original"] for p in truth["pairs"]]
     cores = min(args.workers, os.cpu_count() or args.workers)
     mined = decisions["mined_pairs"]
     throughput = {
@@ -844,31 +848,110 @@ def run_source(source: str, args: argparse.Namespace, workdir: Path) -> dict[str
         else float("nan"),
         "load_average": os.getloadavg(),
     }
-    fp_speed = fingerprint_speed(manifest, lib["library"], args.fingerprint_files)
-    stages = stage_timing(
-        manifest, cat, decisions, lib["library"], args.preset, skip, args.stage_pairs
-    )
-    files = sum(1 for p in lib["library"].rglob("*") if p.is_file())
+    fp_speed = fingerprint_speed(originals, library, args.fingerprint_files)
+    stages = stage_timing(cat, decisions, library, args.preset, skip, args.stage_pairs)
+    files = sum(1 for p in library.rglob("*") if p.is_file())
     return {
-        "source": source,
-        "library": str(lib["library"]),
+        "library": str(library),
         "config": mine["config"],
-        "songs": manifest["count"],
         "files": files,
-        "library_minutes": total_minutes(manifest),
-        "song_minutes_median": float(
-            np.median([s["content_duration_s"] for s in manifest["songs"]]) / 60
-        ),
         "segment_skip_s": skip,
         "preset": args.preset,
-        "library_cached": lib["cached"],
-        "library_build_s": lib["build_s"],
         "decisions": decisions,
         "pairs": summarise_pairs(rows),
         "pair_rows": rows,
         "throughput": throughput,
         "fingerprint_speed": fp_speed,
         "pair_stages": stages,
+    }
+
+
+def _builder_facts(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "songs": manifest["count"],
+        "library_minutes": total_minutes(manifest),
+        "song_minutes_median": float(
+            np.median([s["content_duration_s"] for s in manifest["songs"]]) / 60
+        ),
+    }
+
+
+def run_source(source: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Build (or reuse), mine, score: everything the tables and the JSON need for one source."""
+    count = args.count if args.count is not None else DEFAULTS[source]["count"]
+    skip = (
+        DEFAULTS[source]["segment_skip_s"] if args.segment_skip_s is None else args.segment_skip_s
+    )
+    lib = ensure_library(source, count, args.seed, args.duration, workdir, args.profile)
+    key = library_key(source, count, args.seed, args.duration, args.profile)
+    result = mine_and_score(
+        lib["library"], lib["truth_data"], lib, workdir / "runs" / key, skip, args, workdir
+    )
+    return {
+        "source": source,
+        "profile": args.profile,
+        "truth_file": str(lib["truth"] / "truth.json"),
+        **result,
+        **_builder_facts(lib["manifest"]),
+        "library_cached": lib["cached"],
+        "library_build_s": lib["build_s"],
+    }
+
+
+def read_truth_arg(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``--truth``: a truth file, or a library builder ``manifest.json`` (converted; then also
+    returned, so the pairs can be measured against its stems)."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = None  # load_truth says what is wrong
+    try:
+        if is_manifest(data):
+            return truth_from_manifest(data), data
+        return load_truth(path), None
+    except ValueError as err:
+        sys.exit(f"--truth: {err}")
+
+
+def run_library(args: argparse.Namespace, workdir: Path) -> tuple[str, dict[str, Any]]:
+    """``--library DIR --truth FILE``: mine an existing library and score it (nothing built)."""
+    library = args.library.resolve()
+    if not library.is_dir():
+        sys.exit(f"--library {args.library}: not a directory")
+    truth_path = args.truth.resolve()
+    truth, manifest = read_truth_arg(truth_path)
+    named = {p[k] for p in truth["pairs"] for k in ("original", "instrumental")}
+    named |= {d["path"] for d in truth["decoys"]} | set(truth["singles"])
+    missing = sorted(rel for rel in named if not (library / rel).is_file())
+    if missing:
+        console.log(
+            f"[yellow]{len(missing)} file(s) of the truth are not in {library}, e.g. "
+            f"{missing[0]!r}[/yellow]"
+        )
+    digest = hashlib.sha1(str(library).encode()).hexdigest()[:8]
+    run_dir = workdir / "runs" / f"library-{library.name}-{digest}"
+    skip = args.segment_skip_s
+    if skip is None:
+        from storage.config import Settings
+
+        skip = float(Settings.model_fields["segment_skip_s"].default)
+    built = {"library": library, "truth": truth_path.parent, "manifest": manifest}
+    result = mine_and_score(
+        library, truth, built if manifest else None, run_dir, skip, args, workdir
+    )
+    facts = (
+        _builder_facts(manifest)
+        if manifest
+        else {"songs": None, "library_minutes": None, "song_minutes_median": None}
+    )
+    name = library.name
+    return name, {
+        "source": "library",
+        "truth_file": str(truth_path),
+        **result,
+        **facts,
+        "library_cached": True,
+        "library_build_s": 0.0,
     }
 
 
@@ -886,8 +969,8 @@ def _mark(ok: bool) -> str:
 
 
 def _spread(stats: dict[str, Any], prefix: str, fmt: str) -> str:
-    """``median / p95 / max`` of one measure, or ``-`` without mined pairs."""
-    if not stats.get("pairs"):
+    """``median / p95 / max`` of one measure, or ``-`` when it was not measured."""
+    if f"{prefix}_median" not in stats:
         return "-"
     return " / ".join(_f(stats[f"{prefix}_{k}"], fmt) for k in ("median", "p95", "max"))
 
@@ -913,34 +996,50 @@ def _phases(timeline: dict[str, Any] | None) -> str:
     return " / ".join(f"{timeline['phases'][k]:.0f}" for k in PHASES)
 
 
+def _ok_mark(stats: dict[str, Any], key: str, ok: bool) -> str:
+    """A target mark, or nothing when the measure is missing."""
+    return _mark(ok) if key in stats else ""
+
+
+def _percent(stats: dict[str, Any], key: str) -> str:
+    return f"{100 * stats[key]:.0f} %" if key in stats else "-"
+
+
 def _summary_rows(r: dict[str, Any]) -> list[str]:
     """One source's column of the summary table (order as in :data:`SUMMARY_ROWS`)."""
     d, p, t, fp = r["decisions"], r["pairs"], r["throughput"], r["fingerprint_speed"]
-    has = bool(p.get("pairs"))
-    decoys_ok = sum(x["ok"] for x in d["decoys"])
-    align_ok = has and p["align_error_median"] == 0 and p["align_error_p95"] <= TARGETS["align_p95"]
-    gain_ok = has and p["gain_error_db_median"] <= TARGETS["gain_median_db"]
-    sdr_ok = has and p["sdr_loss_median"] <= TARGETS["sdr_loss_db"]
+    inf = float("inf")
+    decoys_ok, n_decoys = d["decoys_passed"], len(d["decoys"])
+    with_reasons = [x for x in d["decoys"] if x["reason_ok"] is not None]
+    reasons_ok = sum(x["reason_ok"] for x in with_reasons)
+    align_ok = (
+        p.get("align_error_median", inf) == 0
+        and p.get("align_error_p95", inf) <= TARGETS["align_p95"]
+    )
+    gain_ok = p.get("gain_error_db_median", inf) <= TARGETS["gain_median_db"]
+    sdr_ok = p.get("sdr_loss_median", inf) <= TARGETS["sdr_loss_db"]
     speed = t["seconds_per_pair_core"]
+    minutes = _f(r.get("library_minutes"), ".0f")
     return [
-        f"{r['songs']} / {r['files']} / {r['library_minutes']:.0f}",
-        f"{r['song_minutes_median']:.2f}",
+        f"{r['songs'] if r.get('songs') is not None else '-'} / {r['files']} / {minutes}",
+        _f(r.get("song_minutes_median")),
         str(d["expected_pairs"]),
         f"{d['mined_pairs']} ({d['true_positives']})",
-        f"{d['precision']:.3f} {_mark(d['precision'] >= TARGETS['precision'])}",
-        f"{d['recall']:.3f} {_mark(d['recall'] >= TARGETS['recall'])}",
-        f"{decoys_ok}/{len(d['decoys'])} {_mark(decoys_ok == len(d['decoys']))}",
+        f"{_f(d['precision'], '.3f')} {_mark(d['precision'] >= TARGETS['precision'])}",
+        f"{_f(d['recall'], '.3f')} {_mark(d['recall'] >= TARGETS['recall'])}",
+        f"{decoys_ok}/{n_decoys} {_mark(decoys_ok == n_decoys)}",
+        f"{reasons_ok}/{len(with_reasons)}" if with_reasons else "-",
         _ratios(d["true_pair_fp_ratio"]),
-        f"{_spread(p, 'align_error', '.0f')} {_mark(align_ok)}",
-        f"{100 * p['align_exact_fraction']:.0f} %" if has else "-",
-        f"{100 * p['truth_measured_agree_fraction']:.0f} %" if has else "-",
-        f"{_spread(p, 'gain_error_db', '.3f')} {_mark(gain_ok)}",
+        f"{_spread(p, 'align_error', '.0f')} {_ok_mark(p, 'align_error_median', align_ok)}",
+        _percent(p, "align_exact_fraction"),
+        _percent(p, "truth_measured_agree_fraction"),
+        f"{_spread(p, 'gain_error_db', '.3f')} {_ok_mark(p, 'gain_error_db_median', gain_ok)}",
         " / ".join(_f(p.get(f"sdr_{k}_median")) for k in ("mined", "oracle", "clean")),
-        f"{_spread(p, 'sdr_loss', '.2f')} {_mark(sdr_ok)}",
+        f"{_spread(p, 'sdr_loss', '.2f')} {_ok_mark(p, 'sdr_loss_median', sdr_ok)}",
         f"{t['wall_s']:.0f} ({_f(t['flow_body_s'], '.0f')})",
         f"{_f(speed)} ({t['cores']} cores) {_mark(speed <= TARGETS['seconds_per_pair_core'])}",
         _f(t["cpu_seconds_per_pair"]),
-        f"{fp['x_realtime']:.0f} ({fp['x_realtime_with_decode']:.0f})",
+        f"{_f(fp['x_realtime'], '.0f')} ({_f(fp['x_realtime_with_decode'], '.0f')})",
         _stages(r["pair_stages"]),
         _phases(t["flow_timeline"]),
     ]
@@ -953,7 +1052,8 @@ SUMMARY_ROWS = (
     ("mined pairs (of them true)", ""),
     ("pair precision", f"≥ {TARGETS['precision']}"),
     ("pair recall", f"≥ {TARGETS['recall']}"),
-    ("decoys with the expected outcome", "all"),
+    ("decoys and singles with the expected outcome", "all"),
+    ("… of them with an expected catalog reason", ""),
     (
         "true pairs' fingerprint ratio: min / median / max (≥ same_audio_ratio)",
         f"< {DEFAULT_THRESHOLDS.same_audio_ratio}",
@@ -986,22 +1086,31 @@ def _catalog_said(miss: dict[str, Any]) -> str:
     lines += [
         f"track {Path(k).name}: {', '.join(v)}" for k, v in miss["track_reasons"].items() if v
     ]
-    return "\n".join(lines) or "no pair, no reason"
+    return escape("\n".join(lines)) or "no pair, no reason"
+
+
+def _decoy_reasons(x: dict[str, Any]) -> str:
+    """The catalog's reasons about a decoy, and whether an expected one is among them."""
+    said = escape("\n".join(x["catalog_reasons"])) or "no reason"
+    if x["reason_ok"] is not None:
+        said += f"\n{_mark(x['reason_ok'])} expected {' or '.join(x['expected_reasons'])}"
+    return said
 
 
 def print_source_tables(name: str, r: dict[str, Any]) -> None:
     """Decoys, missed true pairs, false positives and the worst mined pairs of one source."""
-    decoys = Table(title=f"{name}: decoys — kind → expected → got")
-    for col in ("kind", "song", "expected", "got", "ok", "files"):
+    decoys = Table(title=f"{name}: decoys and singles — kind → expected → outcome")
+    for col in ("kind", "id", "expect", "outcome", "catalog says", "ok", "file"):
         decoys.add_column(col)
     for x in r["decisions"]["decoys"]:
         decoys.add_row(
             x["kind"],
-            str(x["song"] or "-"),
-            x["expected"],
-            x["got"],
-            _mark(x["ok"]),
-            "\n".join(x["paths"]),
+            x["id"] or "-",
+            x["expect"],
+            x["outcome"],
+            _decoy_reasons(x),
+            _mark(x["pass"]),
+            escape(x["path"] + (f"\nof {x['of']}" if x["of"] else "")),
         )
     console.print(decoys)
     misses = r["decisions"]["misses"]
@@ -1010,19 +1119,22 @@ def print_source_tables(name: str, r: dict[str, Any]) -> None:
         for col in ("song", "discovery", "files", "what the catalog says"):
             table.add_column(col)
         for m in misses:
-            files = f"{m['original']}\n{m['instrumental']}"
+            files = escape(f"{m['original']}\n{m['instrumental']}")
             table.add_row(m["song"], m["discovery"], files, _catalog_said(m))
         console.print(table)
     false_pos = r["decisions"]["false_positives"]
     if false_pos:
         table = Table(title=f"{name}: mined pairs that are not true pairs ({len(false_pos)})")
-        for col in ("original", "instrumental", "source", "songs"):
+        for col in ("original", "instrumental", "source", "why"):
             table.add_column(col)
         for x in false_pos:
-            songs = f"{x['original_song']} / {x['instrumental_song']}"
-            table.add_row(x["original"], x["instrumental"], x["source"], songs)
+            why = escape(f"{x['reason']}\n{x['original_is']} / {x['instrumental_is']}")
+            table.add_row(escape(x["original"]), escape(x["instrumental"]), x["source"] or "-", why)
         console.print(table)
-    worst = sorted(r["pair_rows"], key=lambda q: -abs(q["align_error"]) - abs(q["gain_error_db"]))
+    worst = sorted(
+        r["pair_rows"],
+        key=lambda q: -abs(q.get("align_error", 0)) - abs(q.get("gain_error_db", 0.0)),
+    )
     if worst:
         table = Table(title=f"{name}: the five worst mined pairs (alignment, then gain)")
         for col in ("song", "codecs", "align err", "gain err dB", "SDR loss dB", "instrumental"):
@@ -1030,11 +1142,11 @@ def print_source_tables(name: str, r: dict[str, Any]) -> None:
         for q in worst[:5]:
             table.add_row(
                 q["song"],
-                q["codecs"],
-                str(q["align_error"]),
-                f"{q['gain_error_db']:+.3f}",
-                f"{q['sdr_loss']:.2f}",
-                q["instrumental"],
+                q.get("codecs", "-"),
+                str(q.get("align_error", "-")),
+                f"{q['gain_error_db']:+.3f}" if "gain_error_db" in q else "-",
+                _f(q.get("sdr_loss")),
+                escape(q["instrumental"]),
             )
         console.print(table)
 
@@ -1064,7 +1176,31 @@ def _durations(text: str) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", choices=(*SOURCES, "all"), default="all")
+    parser.add_argument(
+        "--source",
+        choices=(*SOURCES, "all"),
+        default=None,
+        help="built libraries to mine (default all; not with --library)",
+    )
+    parser.add_argument(
+        "--library",
+        type=Path,
+        default=None,
+        help="mine and score this existing library instead of building any (needs --truth)",
+    )
+    parser.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="the answer key of --library: a truth file (docs/truth-format.md) or a library "
+        "builder manifest.json",
+    )
+    parser.add_argument(
+        "--profile",
+        default="default",
+        choices=("default", "alt"),
+        help="library builder profile of the built libraries (part of their cache key)",
+    )
     parser.add_argument(
         "--count",
         type=int,
@@ -1109,7 +1245,16 @@ def main() -> None:
         help="score the last mine run kept in --workdir again instead of mining (its times too)",
     )
     args = parser.parse_args()
-    sources = list(SOURCES) if args.source == "all" else [args.source]
+    if args.library is not None or args.truth is not None:
+        if args.library is None or args.truth is None:
+            parser.error("--library and --truth go together")
+        if args.source is not None:
+            parser.error("--source builds libraries; not with --library")
+        if args.profile != "default":
+            parser.error("--profile applies to built libraries; not with --library")
+    sources = (
+        [] if args.library else list(SOURCES) if args.source in (None, "all") else [args.source]
+    )
     if any(s != "synthetic" for s in sources) and not DATA.is_dir():
         sys.exit(
             f"shared data not found at {DATA} (see ../shared/data/README.md); "
@@ -1123,6 +1268,9 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         results = {s: run_source(s, args, workdir) for s in sources}
+        if args.library is not None:
+            name, result = run_library(args, workdir)
+            results[name] = result
     finally:
         if temp is not None:
             temp.cleanup()
