@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mining.library_builder import (
+    PROFILES,
     SOURCES,
     LibraryBuildError,
     build_library,
@@ -39,6 +40,14 @@ def library_build_command(
         Path | None,
         typer.Option("--data", help="Shared data folder with mir1k/ and musdb18-7/."),
     ] = None,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help=f"Library style: {', '.join(PROFILES)} (alt: other markers, layouts, "
+            "ffmpeg codecs MP3/AAC/Vorbis, offsets, gains and rates).",
+        ),
+    ] = "default",
 ) -> None:
     """Build a music library of (original, instrumental) files with decoys and a manifest."""
     start = time.perf_counter()
@@ -52,13 +61,14 @@ def library_build_command(
             truth=truth,
             data_root=data,
             progress=typer.echo,
+            profile=profile,
         )
     except LibraryBuildError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     stats = library_stats(out)
     typer.echo(
-        f"built {manifest['count']} songs: {stats['files']} files, "
+        f"built {manifest['count']} songs ({profile} profile): {stats['files']} files, "
         f"{total_minutes(manifest):.1f} min, {stats['mb']:.1f} MB in "
         f"{time.perf_counter() - start:.1f} s; truth in {truth or default_truth_dir(out)}"
     )

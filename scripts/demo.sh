@@ -16,7 +16,10 @@ VM=.venv/bin/vocalmine
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1. build a synthetic demo library (ground truth kept beside it, in library.truth/)"
+# 12 songs: every decoy once, five true pairs, and on four of them an a cappella (tagged), an
+# untagged a cappella, a re-encoded copy of an original and one of an instrumental.
 $VM library build --from synthetic --count 12 --duration 60-75 --seed 7 --out "$OUT/library"
+MANIFEST="$OUT/library.truth/manifest.json"
 
 step "2. scan it into the catalog"
 $VM scan "$OUT/library"
@@ -24,14 +27,17 @@ $VM scan "$OUT/library"
 step "3. mine (original, instrumental) pairs into Parquet shards (Prefect flow on a Dask LocalCluster)"
 $VM mine "$OUT/library"
 
-step "4. explain one decision"
+step "4. explain decisions: a mined pair, and a decoy that must be rejected (the a cappella)"
 $VM pairs --why 1
+ACAPPELLA="$(.venv/bin/python -c "import json,sys; m=json.load(open(sys.argv[1])); print(next(d['paths'][0] for d in m['decoys'] if d['kind'] == 'a_cappella'))" "$MANIFEST")"
+echo "-- the a cappella decoy $ACAPPELLA (expected: never mined; reason a_cappella, or never proposed)"
+$VM pairs --why "$OUT/library/$ACAPPELLA"
 
 step "5. train a tiny U-Net for a few steps on CPU and register it"
 $VM train --width 4 --max-steps 20 --steps-per-epoch 10 --batch-size 4 --workers 0 --promote
 
 step "6. separate one demo song with the demo model"
-SONG="$(.venv/bin/python -c "import json,sys; m=json.load(open(sys.argv[1])); print(next(s['original']['path'] for s in m['songs'] if s.get('expected') == 'pair'))" "$OUT/library.truth/manifest.json")"
+SONG="$(.venv/bin/python -c "import json,sys; m=json.load(open(sys.argv[1])); print(next(s['original']['path'] for s in m['songs'] if s.get('expected') == 'pair'))" "$MANIFEST")"
 $VM separate "$OUT/library/$SONG" -o "$OUT/separated"
 
 step "done"
