@@ -120,7 +120,10 @@ _OTHER = {
     "live": r"live|en vivo|en directo|ao vivo|dal vivo|in concert|live version",
     "acoustic": r"acoustic|acustic[oa]|akustik|acoustique|unplugged|stripped",
     "demo": r"demo",
-    "a cappella": r"a ?cc?app?ella|vocals? only|vocal only|solo vocals?",
+    "a cappella": (
+        r"a ?cc?app?ella|vocals? only|vocal only|solo vocals?"
+        r"|(?:isolated |lead )?vocal stems?|isolated vocals?|vocals? isolated|dry vocals?"
+    ),
     "cover": r"cover(?: version)?",
     "re-recorded": r"re ?recorded|taylors version|new recording|rerecording",
     "altered": (

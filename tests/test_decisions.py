@@ -31,6 +31,8 @@ NEUTRAL = TrackFacts(3, "/lib/Artist/Track 07.wav", "Track 07")
         TrackFacts(4, "/lib/a.flac", "Song (Vocals Only)"),
         TrackFacts(4, "/lib/a.flac", "Song", version="Acappella"),
         TrackFacts(4, "/lib/a.flac", "Track 12", comment="vocals only stem"),
+        TrackFacts(4, "/lib/a.flac", "Song (Isolated Vocals)"),
+        TrackFacts(4, "/lib/a.flac", "Song [Vocal Stem]"),
     ],
 )
 def test_an_a_cappella_by_title_or_tag_is_rejected_in_both_roles(acappella: TrackFacts) -> None:
