@@ -335,7 +335,8 @@ def _copy_groups(
             f"{dup.evidence} agreement {dup.ratio:.2f}",
         )
     for pair in store.all_pairs(catalog):
-        if pair.reason == "same_audio" and pair.original_id in tracks:
+        # A rejection, not an accepted pair whose reason holds a same_audio *suspect*.
+        if pair.status == "rejected" and pair.reason == "same_audio" and pair.original_id in tracks:
             groups.join(pair.original_id, pair.instrumental_id, "judged same_audio")
     return groups
 
