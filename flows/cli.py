@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from flows.api_server import FLOW_VERBS, start_early
+from flows.api_server import FLOW_VERBS, ServerStartError, exit_on_sigterm, start_early
 from storage.config import Settings, get_settings
 
 app = typer.Typer(
@@ -158,17 +158,26 @@ def main() -> None:
     """Console-script entry point: registers the verb being run (or all of them), then runs.
 
     A verb that runs a flow gets Prefect's temporary server started before its imports
-    (:mod:`flows.api_server`).
+    (:mod:`flows.api_server`); if it does not start, that is one line and exit code 1. SIGTERM
+    and SIGINT end any verb with exit code 143 or 130 after its cleanup, the server stopped last.
     """
-    words = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
-    verb = words[0] if words else None
-    own = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
-    server_ready = (
-        start_early() if verb in FLOW_VERBS and "--help" not in sys.argv else lambda: None
-    )
-    if verb in VERBS:
-        register([verb])
-    elif verb not in own:
-        register()
-    server_ready()
-    app()
+    exit_on_sigterm()
+    try:
+        words = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+        verb = words[0] if words else None
+        own = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+        server_ready = (
+            start_early() if verb in FLOW_VERBS and "--help" not in sys.argv else lambda: None
+        )
+        if verb in VERBS:
+            register([verb])
+        elif verb not in own:
+            register()
+        try:
+            server_ready()
+        except ServerStartError as exc:
+            print(f"vocalmine: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        app()
+    except KeyboardInterrupt:  # before the verb runs (typer turns one inside it into exit 130)
+        raise SystemExit(130) from None
