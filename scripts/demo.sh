@@ -32,6 +32,9 @@ $VM pairs --why 1
 ACAPPELLA="$(.venv/bin/python -c "import json,sys; m=json.load(open(sys.argv[1])); print(next(d['paths'][0] for d in m['decoys'] if d['kind'] == 'a_cappella'))" "$MANIFEST")"
 echo "-- the a cappella decoy $ACAPPELLA (expected: never mined; reason a_cappella, or never proposed)"
 $VM pairs --why "$OUT/library/$ACAPPELLA"
+REJECTED="$(.venv/bin/python -c "import sqlite3,sys; db=sqlite3.connect(sys.argv[1]); print(db.execute(\"SELECT id FROM pairs WHERE status = 'rejected' ORDER BY reason NOT IN ('a_cappella', 'role_mismatch', 'duplicate', 'same_audio'), id LIMIT 1\").fetchone()[0])" "$VOCALMINE_DATA_DIR/catalog.db")"
+echo "-- a rejected pair, with its reason and every check"
+$VM pairs --why "$REJECTED"
 
 step "5. train a tiny U-Net for a few steps on CPU and register it"
 $VM train --width 4 --max-steps 20 --steps-per-epoch 10 --batch-size 4 --workers 0 --promote
