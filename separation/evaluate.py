@@ -231,7 +231,8 @@ def mir1k_tracks(root: str | Path, count: int | None = 100, seed: int = 0) -> It
 def manifest_tracks(
     manifest: str | Path, limit: int | None = None, library: str | Path | None = None
 ) -> Iterator[EvalTrack]:
-    """Songs of a test library's answer key (``mining.library_builder``, schema 1).
+    """Songs of a test library's answer key (``mining.library_builder``, schema 1 or 2: 2 adds
+    decoys, the songs are the same).
 
     Every song with an original file and true stems is a track. Stems are on the original's
     timeline and rate, and a decoded MP3 original starts ``codec_delay_samples`` late, so that
@@ -240,8 +241,8 @@ def manifest_tracks(
     """
     path = Path(manifest)
     data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("schema_version") != 1 or "songs" not in data:
-        raise ValueError(f"{path}: not a library answer key (schema_version 1 with songs)")
+    if data.get("schema_version") not in (1, 2) or "songs" not in data:
+        raise ValueError(f"{path}: not a library answer key (schema_version 1 or 2 with songs)")
     truth = path.parent
     root = Path(library) if library else truth.with_name(truth.name.removesuffix(".truth"))
     songs = [s for s in data["songs"] if s.get("original") and s.get("stems")]
