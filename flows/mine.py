@@ -485,11 +485,12 @@ def decide_stage(
         and p.instrumental_id in tracks
     ]
     rejected: dict[int, Verdict] = {}
+    titles: dict[int, list[dict[str, object]]] = {}
     for pair in live:
         verdict = title_checks(
             _facts(tracks[pair.original_id]), _facts(tracks[pair.instrumental_id])
         )
-        store.add_evidence(catalog, pair.id, titles=verdict.checks)
+        titles[pair.id] = verdict.checks
         if verdict.reason and pair.status == "accepted":
             rejected[pair.id] = verdict
     proposals = [
@@ -510,7 +511,12 @@ def decide_stage(
                 ("instrumental", pair.instrumental_id),
             )
         }
-        store.add_evidence(catalog, pair.id, copy_groups={k: v for k, v in group.items() if v})
+        store.add_evidence(
+            catalog,
+            pair.id,
+            titles=titles[pair.id],
+            copy_groups={k: v for k, v in group.items() if v},
+        )
         verdict = rejected.get(pair.id)
         if verdict and pair.status == "accepted":
             store.reject_pair(

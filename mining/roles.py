@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mining.vocals import LOW_BAND_HZ, Derived
+from mining.vocals import LOW_BAND_HZ, Derived, frame_energy
 
 ROLE_MISMATCH = "role_mismatch"
 IMPLAUSIBLE_GAIN = "implausible_gain"
@@ -155,7 +155,7 @@ def role_features(
     v_low, v_total = _band_energy(derived.vocals_mag, top_bin)
     i_low, i_total = _band_energy(derived.instr_mag, top_bin)
     e_mix, e_neg = derived.frame_energy[0], derived.frame_energy[2]
-    e_instr = np.einsum("cbf,cbf->f", derived.instr_mag, derived.instr_mag, dtype=np.float64)
+    e_instr = frame_energy(derived.instr_mag)
     active = e_mix > 1e-3 * max(float(e_mix.max(initial=0.0)), _EPS)  # within 30 dB of the peak
     return RoleFeatures(
         vocals_low_share=v_low / max(v_total, _EPS),

@@ -82,7 +82,7 @@ class Derived:
     def instrumental_sounds(self) -> np.ndarray:
         """Per frame: does the aligned instrumental sound there (within 60 dB of its loudest
         frame)? False outside its extent, where the "vocals" are the whole mix."""
-        return _within_60_db(_frame_energy(self.instr_mag))
+        return _within_60_db(frame_energy(self.instr_mag))
 
     def quality(self, start: int = 0, stop: int | None = None) -> LabelQuality:
         """:func:`label_quality` of frames ``[start, stop)``."""
@@ -119,7 +119,7 @@ def _within_60_db(energy: np.ndarray) -> np.ndarray:
     return energy > 1e-6 * max(float(energy.max(initial=0.0)), _EPS)
 
 
-def _frame_energy(mag: np.ndarray) -> np.ndarray:
+def frame_energy(mag: np.ndarray) -> np.ndarray:
     """``Σ mag²`` over channels and bins per frame, accumulated in float64."""
     return np.einsum("cbf,cbf->f", mag, mag, dtype=np.float64)
 
@@ -150,13 +150,13 @@ def derive(mix: np.ndarray, instr: np.ndarray, sr: int, preset: STFTPreset) -> D
     energy = np.empty((4, mix_mag.shape[-1]), dtype=np.float64)
     # Per-frame sums of squares without temporaries; the negative part's energy is the total
     # squared difference minus the positive part's (the two parts are disjoint).
-    energy[0] = _frame_energy(mix_mag)
-    total = _frame_energy(vocals)
+    energy[0] = frame_energy(mix_mag)
+    total = frame_energy(vocals)
     np.maximum(vocals, 0.0, out=vocals)
-    energy[1] = _frame_energy(vocals)
+    energy[1] = frame_energy(vocals)
     energy[2] = np.maximum(total - energy[1], 0.0)
     low = max(1, int(round(LOW_BAND_HZ * preset.n_fft / preset.sample_rate)))
-    energy[3] = _frame_energy(vocals[:, :low])
+    energy[3] = frame_energy(vocals[:, :low])
     return Derived(mix_mag, instr_mag, vocals, energy)
 
 
