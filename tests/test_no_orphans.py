@@ -65,7 +65,8 @@ class Command:
             text=True,
             start_new_session=True,
         )
-        self.seen: dict[int, tuple[psutil.Process, str]] = {}
+        self.seen: dict[int, tuple[psutil.Process, list[str]]] = {}
+        self.children: set[int] = set()  # the command's own children
         self.ready_at: float | None = None  # when the verb began (or the signal was sent)
         self.exited_at: float | None = None
         self._lines: queue.Queue[str] = queue.Queue()
@@ -81,18 +82,27 @@ class Command:
     def _record(self) -> None:
         while self.process.poll() is None:
             with contextlib.suppress(psutil.Error):
-                for child in psutil.Process(self.process.pid).children(recursive=True):
+                command = psutil.Process(self.process.pid)
+                self.children.update(child.pid for child in command.children())
+                for child in command.children(recursive=True):
                     with contextlib.suppress(psutil.Error):
                         # again each time: a child forked but not yet exec'd shows our cmdline
-                        self.seen[child.pid] = (child, " ".join(child.cmdline()))
+                        self.seen[child.pid] = (child, child.cmdline())
             time.sleep(0.1)
         self.exited_at = time.monotonic()
 
     def servers(self) -> int:
-        return sum("uvicorn" in cmdline for _, cmdline in self.seen.values())
+        """Server processes seen (``python -m uvicorn``)."""
+        return sum(cmdline[1:3] == ["-m", "uvicorn"] for _, cmdline in self.seen.values())
 
-    def server_spawned(self) -> bool:
-        return self.servers() > 0
+    def starts(self) -> int:
+        """Server starts: each spawns a watchdog, a child whose arguments are the server's command.
+
+        (The server is the watchdog's child; forked but not yet exec'd, it shows the same.)
+        """
+        return sum(
+            pid in self.children and "uvicorn" in cmdline for pid, (_, cmdline) in self.seen.items()
+        )
 
     def port(self, timeout: float = 240) -> int | None:
         """The server's port once the verb runs; None if the command ends first."""
@@ -120,7 +130,7 @@ class Command:
         """Recorded descendants still alive after ``timeout`` seconds (zombies count as gone)."""
         deadline = time.monotonic() + timeout
         while True:
-            alive = [f"{p.pid} {cmdline[:80]}" for p, cmdline in self.seen.values() if _alive(p)]
+            alive = [f"{p.pid} {' '.join(cmd)[:80]}" for p, cmd in self.seen.values() if _alive(p)]
             if not alive or time.monotonic() > deadline:
                 return alive
             time.sleep(0.1)
@@ -152,8 +162,9 @@ def _listening(port: int) -> bool:
 
 
 def _nothing_left(command: Command, port: int | None) -> list[str]:
-    """What the command left: processes, a listening port; also a server it never spawned."""
-    problems = [] if command.server_spawned() else ["no server process was seen"]
+    """What the command left: processes, a listening port; also a server started never or twice."""
+    starts = command.starts()
+    problems = [] if starts == 1 else [f"{starts} server starts were seen"]
     problems += command.left_behind()
     if port is not None and _listening(port):
         problems.append(f"port {port} still listens")
@@ -175,7 +186,7 @@ def test_no_process_outlives_the_command_on_any_exit_path() -> None:
             commands[ending] = Command("raise" if ending == "raise" else "wait")
         killed = commands["SIGKILL"]  # the watchdog's case: nothing in the command runs
         deadline = time.monotonic() + 120
-        while not killed.server_spawned() and time.monotonic() < deadline:
+        while not killed.servers() and time.monotonic() < deadline:
             time.sleep(0.02)
         killed.process.kill()
         ports |= {ending: commands[ending].port() for ending in ("raise", "SIGTERM", "SIGINT")}
@@ -212,7 +223,7 @@ def test_a_start_that_times_out_is_one_line_and_leaves_nothing() -> None:
         assert stderr.splitlines() == [
             f"vocalmine: the temporary Prefect server did not answer within 1 s {FAILURE_HINT}"
         ]
-        assert command.servers() == 1
+        assert command.servers() <= 1
         assert _nothing_left(command, None) == []
     finally:
         command.kill_all()
@@ -235,10 +246,8 @@ def test_under_cpu_contention_the_start_succeeds_or_fails_in_one_line() -> None:
             assert line.endswith(FAILURE_HINT), line
         else:
             assert returncode == 0, stderr
+        assert command.servers() <= 1
         assert _nothing_left(command, port) == []
-        servers = command.servers()
-        if servers != 1:  # seen once in a full suite on a loaded 2-core machine; not yet explained
-            pytest.xfail(f"{servers} server starts counted under CPU contention (open question)")
     finally:
         for process in busy:
             process.kill()
