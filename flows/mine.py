@@ -256,6 +256,7 @@ def match_stage(
         max_duration_diff_s=settings.max_duration_diff_s,
         max_duration_s=settings.max_duration_s,
     )
+    found: dict[int, dict[str, Any]] = {}
     for cand in report.pairs:
         pair_id = store.upsert_pair(
             catalog,
@@ -265,12 +266,12 @@ def match_stage(
             score=cand.score,
             run_id=run_id,
         )
-        store.add_found(catalog, pair_id, "title", {"score": cand.score})
-        store.add_evidence(
-            catalog, pair_id, orientation={"rule": "title (the instrumental's version marker)"}
-        )
+        found[pair_id] = {"score": cand.score}
         if cand.reason:
             store.reject_pair(catalog, pair_id, cand.reason, cand.detail or "", "match", run_id)
+    store.add_found_many(catalog, "title", found)
+    orientation = {"rule": "title (the instrumental's version marker)"}
+    store.add_evidence_many(catalog, {pair_id: {"orientation": orientation} for pair_id in found})
     for lone in report.unmatched:
         store.reject_track(catalog, lone.track_id, lone.reason, lone.detail or "", "match", run_id)
 
@@ -503,6 +504,7 @@ def decide_stage(
         **keep_one_per_group(proposals, groups, paths),
     }.items():
         rejected.setdefault(pair_id, verdict)
+    evidence: dict[int, dict[str, Any]] = {}
     for pair in live:
         group = {
             role: groups.describe(track_id, paths)
@@ -511,12 +513,12 @@ def decide_stage(
                 ("instrumental", pair.instrumental_id),
             )
         }
-        store.add_evidence(
-            catalog,
-            pair.id,
-            titles=titles[pair.id],
-            copy_groups={k: v for k, v in group.items() if v},
-        )
+        evidence[pair.id] = {
+            "titles": titles[pair.id],
+            "copy_groups": {k: v for k, v in group.items() if v},
+        }
+    store.add_evidence_many(catalog, evidence)
+    for pair in live:
         verdict = rejected.get(pair.id)
         if verdict and pair.status == "accepted":
             store.reject_pair(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,28 +175,65 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: Pair ids per ``IN`` query of the batched evidence writes.
+_BATCH = 500
+
+
+def add_evidence_many(catalog: Catalog, sections: dict[int, dict[str, Any]]) -> int:
+    """Merge each pair's ``sections`` (``titles``, ``orientation``, ``copy_groups``, ``checks``,
+    ``audio``, ...) into its evidence trail, a section given again replacing the old one.
+
+    One transaction; a pair whose sections are already recorded is not written, so stages that
+    restate the evidence of every pair on every run cost writes only for what changed.
+    Returns the number of pairs written.
+    """
+    return _merge_evidence(catalog, sections, lambda old, new: {**old, **new})
+
+
 def add_evidence(catalog: Catalog, pair_id: int, **sections: Any) -> None:
-    """Merge ``sections`` (``found``, ``titles``, ``orientation``, ``copy_group``, ``checks``,
-    ``audio``, ...) into a pair's evidence trail; a section given again replaces the old one."""
-    with catalog.session() as session:
-        pair = session.get(Pair, pair_id)
-        assert pair is not None
-        evidence = dict(pair.evidence or {})
-        evidence.update(_plain(sections))
-        pair.evidence = evidence
+    """:func:`add_evidence_many` for one pair."""
+    add_evidence_many(catalog, {pair_id: sections})
+
+
+def add_found_many(catalog: Catalog, how: str, facts: dict[int, dict[str, Any]]) -> int:
+    """Record one way each pair was found (``title`` or ``fingerprint`` discovery) beside the
+    others (``Pair.source`` keeps the first); unchanged facts are not written. Returns the
+    number of pairs written."""
+    return _merge_evidence(
+        catalog,
+        {pair_id: {how: f} for pair_id, f in facts.items()},
+        lambda old, new: {**old, "found": {**(old.get("found") or {}), **new}},
+        section="found",
+    )
 
 
 def add_found(catalog: Catalog, pair_id: int, how: str, facts: dict[str, Any]) -> None:
-    """Record one way the pair was found (``title`` or ``fingerprint`` discovery) beside the
-    others; ``Pair.source`` keeps the first."""
+    """:func:`add_found_many` for one pair."""
+    add_found_many(catalog, how, {pair_id: facts})
+
+
+def _merge_evidence(
+    catalog: Catalog,
+    updates: dict[int, dict[str, Any]],
+    merge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
+    section: str | None = None,
+) -> int:
+    """Apply ``merge(old evidence, new sections)`` to each pair whose sections differ."""
+    plain = {pair_id: _plain(u) for pair_id, u in updates.items()}
+    ids = sorted(plain)
+    written = 0
     with catalog.session() as session:
-        pair = session.get(Pair, pair_id)
-        assert pair is not None
-        evidence = dict(pair.evidence or {})
-        found = dict(evidence.get("found") or {})
-        found[how] = _plain(facts)
-        evidence["found"] = found
-        pair.evidence = evidence
+        for start in range(0, len(ids), _BATCH):
+            batch = ids[start : start + _BATCH]
+            for pair in session.execute(select(Pair).where(Pair.id.in_(batch))).scalars():
+                old = dict(pair.evidence or {})
+                known = old.get(section) or {} if section else old
+                new = plain[pair.id]
+                if all(known.get(k) == v for k, v in new.items()):
+                    continue
+                pair.evidence = merge(old, new)
+                written += 1
+    return written
 
 
 def pair_status(catalog: Catalog, pair_id: int) -> str:

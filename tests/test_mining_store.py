@@ -44,3 +44,21 @@ def test_a_suspect_is_shown_until_the_derivation_settles_it(tmp_path: Path) -> N
         "no vocals left",
     )
     catalog.dispose()
+
+
+def test_evidence_restated_on_a_rerun_is_not_written_again(tmp_path: Path) -> None:
+    """Stages restate every pair's evidence each run; only what changed costs a write."""
+    catalog, pair_id, _ = _catalog_with_pair(tmp_path)
+    store.add_found(catalog, pair_id, "title", {"score": 95.0})
+    sections = {"titles": [{"check": "markers", "passed": True}], "copy_groups": {}}
+    assert store.add_evidence_many(catalog, {pair_id: sections}) == 1
+    assert store.add_evidence_many(catalog, {pair_id: sections}) == 0
+    assert store.add_found_many(catalog, "title", {pair_id: {"score": 95.0}}) == 0
+    assert store.add_found_many(catalog, "fingerprint", {pair_id: {"votes": 40}}) == 1
+    changed = {"copy_groups": {"original": "group of 2: Song.flac, Song copy.flac"}}
+    assert store.add_evidence_many(catalog, {pair_id: changed}) == 1
+    [row] = store.explain(catalog, str(pair_id))
+    assert row["evidence"]["found"] == {"title": {"score": 95.0}, "fingerprint": {"votes": 40}}
+    assert row["evidence"]["titles"] == sections["titles"]
+    assert row["evidence"]["copy_groups"] == changed["copy_groups"]
+    catalog.dispose()
