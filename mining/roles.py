@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mining.vocals import LOW_BAND_HZ, Derived, frame_energy
+from mining.vocals import LOW_BAND_HZ, Derived
 
 ROLE_MISMATCH = "role_mismatch"
 IMPLAUSIBLE_GAIN = "implausible_gain"
@@ -154,8 +154,7 @@ def role_features(
     top_bin = max(1, int(round(thresholds.low_band_hz * n_fft / sample_rate)))
     v_low, v_total = _band_energy(derived.vocals_mag, top_bin)
     i_low, i_total = _band_energy(derived.instr_mag, top_bin)
-    e_mix, e_neg = derived.frame_energy[0], derived.frame_energy[2]
-    e_instr = frame_energy(derived.instr_mag)
+    e_mix, e_neg, e_instr = derived.frame_energy[[0, 2, 4]]
     active = e_mix > 1e-3 * max(float(e_mix.max(initial=0.0)), _EPS)  # within 30 dB of the peak
     return RoleFeatures(
         vocals_low_share=v_low / max(v_total, _EPS),

@@ -63,10 +63,9 @@ class LabelQuality:
 class Derived:
     """Magnitude spectrograms at one preset, float32 ``(C, bins, frames)`` each.
 
-    ``frame_energy`` is float64 ``(4, frames)``: per frame ``Σ M²``, ``Σ V²``, ``Σ N²`` (the
-    negative part of the difference) and ``Σ V²`` below ``LOW_BAND_HZ``, all the quality
-    figures need, so the residual
-    spectrogram itself is never kept.
+    ``frame_energy`` is float64 ``(5, frames)``: per frame ``Σ M²``, ``Σ V²``, ``Σ N²`` (the
+    negative part of the difference), ``Σ V²`` below ``LOW_BAND_HZ`` and ``Σ I²``: all the
+    quality and role figures need, so the residual spectrogram itself is never kept.
     """
 
     mix_mag: np.ndarray
@@ -82,11 +81,11 @@ class Derived:
     def instrumental_sounds(self) -> np.ndarray:
         """Per frame: does the aligned instrumental sound there (within 60 dB of its loudest
         frame)? False outside its extent, where the "vocals" are the whole mix."""
-        return _within_60_db(frame_energy(self.instr_mag))
+        return _within_60_db(self.frame_energy[4])
 
     def quality(self, start: int = 0, stop: int | None = None) -> LabelQuality:
         """:func:`label_quality` of frames ``[start, stop)``."""
-        e_m, e_v, e_n, e_l = self.frame_energy[:, start:stop].sum(axis=1)
+        e_m, e_v, e_n, e_l = self.frame_energy[:4, start:stop].sum(axis=1)
         return label_quality(float(e_m), float(e_v), float(e_n), float(e_l))
 
 
@@ -147,7 +146,7 @@ def derive(mix: np.ndarray, instr: np.ndarray, sr: int, preset: STFTPreset) -> D
     mix_mag = magnitude(covered(to_preset(mix, sr, preset), preset), preset)
     instr_mag = magnitude(covered(to_preset(instr, sr, preset), preset), preset)
     vocals = mix_mag - instr_mag
-    energy = np.empty((4, mix_mag.shape[-1]), dtype=np.float64)
+    energy = np.empty((5, mix_mag.shape[-1]), dtype=np.float64)
     # Per-frame sums of squares without temporaries; the negative part's energy is the total
     # squared difference minus the positive part's (the two parts are disjoint).
     energy[0] = frame_energy(mix_mag)
@@ -157,6 +156,7 @@ def derive(mix: np.ndarray, instr: np.ndarray, sr: int, preset: STFTPreset) -> D
     energy[2] = np.maximum(total - energy[1], 0.0)
     low = max(1, int(round(LOW_BAND_HZ * preset.n_fft / preset.sample_rate)))
     energy[3] = frame_energy(vocals[:, :low])
+    energy[4] = frame_energy(instr_mag)
     return Derived(mix_mag, instr_mag, vocals, energy)
 
 

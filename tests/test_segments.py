@@ -30,6 +30,7 @@ def fake_derived(n_frames: int, preset=PAPER, seed: int = 0) -> Derived:
             (vocals**2).sum(axis=(0, 1)),
             np.zeros(n_frames),
             np.zeros(n_frames),
+            (instr**2).sum(axis=(0, 1)),
         ]
     )
     return Derived(mix, instr, vocals, energy)
@@ -104,8 +105,9 @@ def test_quality_is_per_segment_and_in_unit_range() -> None:
 def test_frames_the_instrumental_does_not_cover_are_never_cut() -> None:
     derived = fake_derived(frames_for(90))
     first, end = frames_for(5), frames_for(80)  # the instrumental lacks an intro and an outro
-    derived.instr_mag[..., :first] = 0.0
-    derived.instr_mag[..., end:] = 0.0
+    for silent in (slice(None, first), slice(end, None)):
+        derived.instr_mag[..., silent] = 0.0
+        derived.frame_energy[4, silent] = 0.0
     segments = cut_segments(derived, PAPER, SegmentPolicy(skip_s=0, min_last_fill=0.1))
     assert segments[0].mix[0, 0, 0] == first + 1  # the value encodes the frame index
     for seg in segments:
@@ -113,6 +115,7 @@ def test_frames_the_instrumental_does_not_cover_are_never_cut() -> None:
         assert real.min() >= first + 1 and real.max() <= end
         assert not seg.mix[..., seg.frames :].any()
     derived.instr_mag[...] = 0.0
+    derived.frame_energy[4] = 0.0
     assert cut_segments(derived, PAPER) == []
 
 
