@@ -9,7 +9,10 @@ at the ``paper`` preset, :func:`mining.roles.role_features`):
 * ``true``: the mix and its accompaniment at a random gain (−9…+6 dB), the pair we want;
 * ``acappella_as_instrumental``: the mix and its vocal stem, as fingerprint discovery proposes
   an untagged a cappella (the orientation rule calls the mix the original);
-* ``acappella_as_original``: the vocal stem as the original and the mix as the instrumental.
+* ``acappella_as_original``: the vocal stem as the original and the mix as the instrumental;
+* ``mix_copy_128k`` / ``mix_copy_64k``: the mix and an MP3 copy of it (128 and 64 kbit/s), the
+  "instrumental" that is really the mix; they calibrate the ``no_vocals`` check
+  (``vocal_activity_db``) against the true pairs.
 
 For each feature it prints the range of each case and the margin between the worst true pair
 and the best-hidden a cappella at the default thresholds (:class:`mining.roles.RoleThresholds`),
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mining.alignment import align, apply_alignment  # noqa: E402
+from mining.audio import load_audio, save_audio  # noqa: E402
 from mining.library_builder import Mir1kSource, MusdbSource, SyntheticSource  # noqa: E402
 from mining.loudness import match_gain  # noqa: E402
 from mining.roles import (  # noqa: E402
@@ -45,11 +51,18 @@ from mining.roles import (  # noqa: E402
     role_features,
 )
 from mining.stft import get_preset  # noqa: E402
-from mining.vocals import derive  # noqa: E402
+from mining.vocals import MIN_VOCAL_RATIO_DB, derive, vocal_activity_db  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "role_calibration.json"
-CASES = ("true", "acappella_as_instrumental", "acappella_as_original")
+CASES = (
+    "true",
+    "acappella_as_instrumental",
+    "acappella_as_original",
+    "mix_copy_128k",
+    "mix_copy_64k",
+)
+COPY_BITRATES = {"mix_copy_128k": 128, "mix_copy_64k": 64}
 console = Console(width=160)
 
 
@@ -62,15 +75,24 @@ def assess(mix: np.ndarray, instr: np.ndarray, sr: int, preset_name: str) -> dic
     placed *= np.float32(gain.gain)
     derived = derive(mix, placed, sr, preset)
     features = role_features(derived, preset.sample_rate, preset.n_fft)
+    activity = vocal_activity_db(derived)
     checks = [check_gain(gain.gain_db), *check_role(features)]
     vouched = [check_gain(gain.gain_db), *check_role(features, vouched=True)]
+    no_vocals = ["vocal_activity_db"] if activity < MIN_VOCAL_RATIO_DB else []
     return {
         "aligned": alignment.ok,
         "gain_db": gain.gain_db,
+        "vocal_activity_db": activity,
         **features.as_dict(),
-        "failed": [c.name for c in checks if not c.passed],
-        "failed_vouched": [c.name for c in vouched if not c.passed],
+        "failed": [c.name for c in checks if not c.passed] + no_vocals,
+        "failed_vouched": [c.name for c in vouched if not c.passed] + no_vocals,
     }
+
+
+def mp3_copy(audio: np.ndarray, sr: int, kbps: int, workdir: Path) -> np.ndarray:
+    """``audio`` through an MP3 encode and decode at ``kbps`` (LAME), as a copy in a library."""
+    path = save_audio(workdir / "copy.mp3", audio, sr, bitrate_kbps=kbps)
+    return load_audio(path, sr=sr)[0]
 
 
 def songs(args: argparse.Namespace) -> list[tuple[str, Any, Any]]:
@@ -95,6 +117,7 @@ def songs(args: argparse.Namespace) -> list[tuple[str, Any, Any]]:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     rng = np.random.default_rng(args.seed)
     rows = []
+    workdir = Path(tempfile.mkdtemp(prefix="vocalmine-role-calibration-"))
     for source, src, key in songs(args):
         song = src.load(key, rng)
         sr = song.sample_rate
@@ -103,17 +126,23 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             "true": (song.mix, song.accompaniment * gain),
             "acappella_as_instrumental": (song.mix, song.vocals * gain),
             "acappella_as_original": (song.vocals, song.mix * gain),
+            **{
+                case: (song.mix, mp3_copy(song.mix, sr, kbps, workdir))
+                for case, kbps in COPY_BITRATES.items()
+            },
         }
         for case, (orig, instr) in pairs.items():
             start = time.perf_counter()
             row = assess(orig.astype(np.float32), instr.astype(np.float32), sr, args.preset)
             row.update(source=source, song=song.key, case=case, s=time.perf_counter() - start)
             rows.append(row)
+    shutil.rmtree(workdir, ignore_errors=True)
     return rows
 
 
 FEATURES = (
     ("gain_db", "abs"),
+    ("vocal_activity_db", None),
     ("low_share_ratio", "max"),
     ("instrumental_silence", "max"),
     ("unexplained", "max"),
@@ -173,13 +202,14 @@ def print_tables(summary: dict[str, Any]) -> None:
         f"thresholds: |gain| <= {t.max_gain_db} dB, low_share_ratio <= {t.max_low_share_ratio} "
         f"({t.vouched_max_low_share_ratio} when the title vouches), "
         f"instrumental_silence <= {t.max_instrumental_silence}, "
-        f"unexplained <= {t.max_unexplained} (low band < {t.low_band_hz:g} Hz)"
+        f"unexplained <= {t.max_unexplained} (low band < {t.low_band_hz:g} Hz), "
+        f"vocal_activity_db >= {MIN_VOCAL_RATIO_DB} dB (no_vocals)"
     )
     rej = Table(title="Rejected by the checks (a true pair rejected is lost recall)")
     rej.add_column("source / case")
     names = ["pairs", "rejected", "rejected, title vouches", "gain_db", "low_share_ratio"]
     names += ["instrumental_silence"]
-    names += ["unexplained"]
+    names += ["unexplained", "vocal_activity_db"]
     for n in names:
         rej.add_column(n, justify="right")
     for key, counts in summary["rejected"].items():
