@@ -35,7 +35,7 @@ extra samples at its start. ``coarse_offset_s`` uses the same convention, in sec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import librosa
 import numpy as np
@@ -95,6 +95,17 @@ class Alignment:
     def ok(self) -> bool:
         """True when the pair is usable."""
         return self.reason is None
+
+    def at_rate(self, sr: int) -> Alignment:
+        """The same alignment counted in samples at ``sr`` (offsets rounded to a sample)."""
+        scale = sr / self.sample_rate
+        return replace(
+            self,
+            offset_samples=round(self.offset_samples * scale),
+            start_offset=round(self.start_offset * scale),
+            end_offset=round(self.end_offset * scale),
+            sample_rate=sr,
+        )
 
 
 def downmix(audio: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mining.alignment import Alignment, AlignParams, align, apply_alignment
-from mining.audio import AudioError, load_audio
+from mining.audio import AudioError, load_audio, resample
 from mining.loudness import Gain, match_gain
 from mining.roles import (
     DEFAULT_ROLE_THRESHOLDS,
@@ -95,6 +95,31 @@ class PairResult:
         return float(np.mean([s.quality for s in self.segments]))
 
 
+def _align_at_instrumental_rate(
+    mix: np.ndarray,
+    sr: int,
+    instrumental_path: str | os.PathLike[str],
+    coarse_offset_s: float | None,
+    params: AlignParams,
+) -> Alignment | None:
+    """A failed alignment tried again at the instrumental's own rate, when that is higher.
+
+    Pairs are aligned at the original's rate. There an offset can fall between two samples (an
+    instrumental placed at an odd sample of a rate twice as high): the whitened correlation
+    splits its peak, and a clip built from a repeated loop can then match better a beat away,
+    which reads as drift. Only failures are retried, so a pair that aligns is never changed, and
+    a real drift (another edit, a tempo change) fails at any rate.
+    """
+    try:
+        instr, rate = load_audio(instrumental_path)
+    except AudioError:
+        return None
+    if rate <= sr:
+        return None
+    finer = align(resample(mix, sr, rate), instr, rate, coarse_offset_s, params)
+    return finer.at_rate(sr) if finer.ok else None
+
+
 def process_pair(
     original_path: str | os.PathLike[str],
     instrumental_path: str | os.PathLike[str],
@@ -139,6 +164,11 @@ def process_pair(
     metrics["duration_s"] = mix.shape[1] / sr
 
     alignment = align(mix, instr, sr, coarse_offset_s, p.align)
+    if not alignment.ok:
+        alignment = (
+            _align_at_instrumental_rate(mix, sr, instrumental_path, coarse_offset_s, p.align)
+            or alignment
+        )
     lap("align")
     metrics.update(
         offset_s=alignment.offset_s,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mining.audio import save_audio
+from mining.alignment import align
+from mining.audio import load_audio, resample, save_audio
+from mining.library_builder import MusdbSource
 from mining.pair_pipeline import PairParams, process_pair
 from mining.roles import RoleThresholds
 from mining.stft import PRESETS
@@ -150,3 +153,29 @@ def test_an_implausible_gain_is_rejected_with_its_value(mir1k_dir: Path, tmp_pat
     }
     lenient = PairParams(roles=RoleThresholds(max_gain_db=20.0))
     assert process_pair(original, quiet, "paper", params=lenient).ok
+
+
+def test_an_offset_between_two_samples_is_found_at_the_instrumentals_rate(
+    musdb_dir: Path, tmp_path: Path
+) -> None:
+    """A 22.05 kHz original (Vorbis) whose 44.1 kHz instrumental starts at an odd 44.1 kHz
+    sample: at the original's rate the offset falls between two samples, and on this loop-built
+    clip the start and end excerpts then lock a beat apart (drift). The pair is aligned again at
+    the instrumental's own rate and mined, its offset counted at the original's rate."""
+    song = MusdbSource(musdb_dir).load("Skelpolu - Resurrection", np.random.default_rng(0))
+    mix = np.pad(song.mix, ((0, 0), (71680, 22050)))
+    accompaniment = np.pad(song.accompaniment * 0.67, ((0, 0), (9693, 120000)))
+    wav = save_audio(tmp_path / "mix.wav", resample(mix, 44100, 22050), 22050, subtype="FLOAT")
+    original = tmp_path / "song.ogg"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "libvorbis", "-q:a", "3", str(original)],
+        check=True,
+    )
+    instrumental = save_audio(tmp_path / "song (Off Vocal).flac", accompaniment, 44100)
+    mix_22k, sr = load_audio(original)
+    assert align(mix_22k, load_audio(instrumental, sr=sr)[0], sr).reason == "drift"
+
+    result = process_pair(original, instrumental, "paper", segment_skip_s=0)
+    assert result.ok, result.detail
+    assert result.alignment.sample_rate == 22050
+    assert result.alignment.offset_samples in (30993, 30994)  # (71680 - 9693) / 2 = 30993.5
