@@ -4,7 +4,7 @@ What it measures (``python bench/derivation.py --help`` for the knobs):
 
 1. **Mined pairs.** ``--count`` MIR-1K clips (seeded draw) turned into mining pairs: original =
    L + R (FLAC-exact), instrumental = L shifted by a random offset (±2 s), scaled by a random gain
-   (±6 dB, kept below clipping) and MP3-encoded at 128 kbit/s (lameenc, via mining.audio). Each
+   (±6 dB, kept below clipping) and MP3-encoded at 128 kbit/s (lameenc, via ``core.audio``). Each
    pair runs through ``align`` → ``apply_alignment`` → ``match_gain`` → ``derive``.
    * alignment error (samples) against the known offset minus LAME's 1105-sample codec delay;
    * gain error (dB) against the oracle gain: the least-squares fit of the decoded, placed
@@ -44,11 +44,12 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mining.alignment import Alignment, align, apply_alignment  # noqa: E402
-from mining.audio import load_audio, resample, save_audio  # noqa: E402
-from mining.loudness import match_gain  # noqa: E402
-from mining.stft import PRESETS  # noqa: E402
-from mining.vocals import derive, reconstruct_vocals, sdr_db, to_preset  # noqa: E402
+from vocalmine.mining.alignment import Alignment, align, apply_alignment  # noqa: E402
+from vocalmine.mining.loudness import match_gain  # noqa: E402
+from vocalmine.mining.vocals import derive, reconstruct_vocals, sdr_db, to_preset  # noqa: E402
+
+from vocalmine.core.audio import load_audio, resample, save_audio  # noqa: E402
+from vocalmine.core.stft import PRESETS  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 RESULTS = ROOT / "bench" / "results" / "derivation.json"
@@ -214,15 +215,16 @@ def _peak_rss_mb() -> float:
 
 
 def _baseline_worker(queue: multiprocessing.Queue) -> None:
-    import mining.pair_pipeline  # noqa: F401  (the imports every worker pays once)
-    import mining.stft
+    import vocalmine.mining.pair_pipeline  # noqa: F401  (the imports every worker pays once)
 
-    mining.stft.magnitude(np.zeros((1, 8192), np.float32), PRESETS["paper"])
+    import vocalmine.core.stft
+
+    vocalmine.core.stft.magnitude(np.zeros((1, 8192), np.float32), PRESETS["paper"])
     queue.put(_peak_rss_mb())
 
 
 def _long_song_worker(folder: str, preset: str, queue: multiprocessing.Queue) -> None:
-    from mining.pair_pipeline import process_pair
+    from vocalmine.mining.pair_pipeline import process_pair
 
     start = time.perf_counter()
     result = process_pair(Path(folder) / "song.flac", Path(folder) / "song_inst.mp3", preset)

@@ -38,8 +38,9 @@ from rich.table import Table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mining.audio import load_audio  # noqa: E402
-from mining.fingerprint import FingerprintIndex, fingerprint, match  # noqa: E402
+from vocalmine.mining.fingerprint import FingerprintIndex, fingerprint, match  # noqa: E402
+
+from vocalmine.core.audio import load_audio  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 RESULTS = ROOT / "bench" / "results" / "fingerprint.json"

@@ -3,7 +3,7 @@
 For ``--count`` clips (seeded draw) the original is the mix ``L + R`` (16 kHz, FLAC-exact) and
 every query below is degraded the way a real library degrades audio: a random gain (±6 dB, kept
 below clipping), a random offset (0–2 s, cut from the start or padded with silence), resampling
-to 44.1 or 48 kHz, and an MP3 round trip at 128 kbit/s (lameenc via mining.audio).
+to 44.1 or 48 kHz, and an MP3 round trip at 128 kbit/s (lameenc via vocalmine.core.audio).
 
 Categories (query → reference = the clip's mix):
 
@@ -46,15 +46,16 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mining.audio import load_audio, resample, save_audio  # noqa: E402
-from mining.fingerprint import (  # noqa: E402
+from vocalmine.mining.fingerprint import (  # noqa: E402
     DEFAULT_THRESHOLDS,
     fingerprint,
     match,
     orient_pair,
     verify_pair,
 )
-from mining.pair_pipeline import process_pair  # noqa: E402
+from vocalmine.mining.pair_pipeline import process_pair  # noqa: E402
+
+from vocalmine.core.audio import load_audio, resample, save_audio  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 RESULTS = ROOT / "bench" / "results" / "fingerprint_calibration.json"

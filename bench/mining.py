@@ -2,7 +2,7 @@
 
 For each source (``synthetic``, ``mir1k``, ``musdb``) the benchmark
 
-1. builds a test library with :func:`mining.library_builder.build_library` (cached in the
+1. builds a test library with :func:`vocalmine.testlib.builder.build_library` (cached in the
    work directory, so a re-run with the same ``--workdir`` reuses it; ``--profile`` picks the
    builder's profile) and reads the answer key ``<library>.truth/manifest.json``, converted to
    the truth format (:func:`bench.truth.truth_from_manifest`, written beside it as
@@ -96,6 +96,10 @@ from scipy.signal import correlate  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vocalmine.mining.alignment import Alignment, apply_alignment, downmix  # noqa: E402
+from vocalmine.mining.fingerprint import DEFAULT_PARAMS, DEFAULT_THRESHOLDS, fingerprint  # noqa: E402
+from vocalmine.mining.vocals import derive, reconstruct_vocals, sdr_db, to_preset  # noqa: E402
+
 from bench.truth import (  # noqa: E402
     is_manifest,
     load_truth,
@@ -103,15 +107,12 @@ from bench.truth import (  # noqa: E402
     score,
     truth_from_manifest,
 )
-from mining.alignment import Alignment, apply_alignment, downmix  # noqa: E402
-from mining.audio import load_audio  # noqa: E402
-from mining.fingerprint import DEFAULT_PARAMS, DEFAULT_THRESHOLDS, fingerprint  # noqa: E402
-from mining.library_builder import build_library, default_truth_dir, total_minutes  # noqa: E402
-from mining.stft import STFTPreset, get_preset  # noqa: E402
-from mining.vocals import derive, reconstruct_vocals, sdr_db, to_preset  # noqa: E402
+from vocalmine.core.audio import load_audio  # noqa: E402
+from vocalmine.core.stft import STFTPreset, get_preset  # noqa: E402
+from vocalmine.testlib.builder import build_library, default_truth_dir, total_minutes  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results" / "mining.json"
+RESULTS = ROOT / "bench" / "results" / "vocalmine.mining.json"
 SOURCES = ("synthetic", "mir1k", "musdb")
 # Per source: default song count (None = every song the source has) and the segment skip.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -256,7 +257,7 @@ def run_mine(
     command = [
         sys.executable,
         "-c",
-        "from flows.cli import main; main()",
+        "from vocalmine.cli import main; main()",
         "mine",
         str(library),
         "--config",
@@ -295,9 +296,9 @@ def run_mine(
 def read_catalog(config: Path, library: Path) -> dict[str, Any]:
     """Tracks (by library-relative path) with their reasons, every pair, and the run's times."""
     from sqlalchemy import select
+    from vocalmine.storage.catalog import MiningRun, Pair, Rejection, Track, open_catalog
 
-    from storage.catalog import MiningRun, Pair, Rejection, Track, open_catalog
-    from storage.config import get_settings
+    from vocalmine.core.settings import get_settings
 
     catalog = open_catalog(get_settings(config).catalog_url)
     root = str(library.resolve()) + os.sep
@@ -631,8 +632,8 @@ def stage_timing(
     """Seconds per stage of :func:`mining.pair_pipeline.process_pair` (the flow's per-pair task)
     on a few mined true pairs, one at a time in this process with the workers' allocator settings
     (:func:`flows.runtime.keep_freed_memory`): where a pair's time goes."""
-    from flows.runtime import keep_freed_memory
-    from mining.pair_pipeline import process_pair
+    from vocalmine.flows.runtime import keep_freed_memory
+    from vocalmine.mining.pair_pipeline import process_pair
 
     keep_freed_memory()
 
@@ -932,7 +933,7 @@ def run_library(args: argparse.Namespace, workdir: Path) -> tuple[str, dict[str,
     run_dir = workdir / "runs" / f"library-{library.name}-{digest}"
     skip = args.segment_skip_s
     if skip is None:
-        from storage.config import Settings
+        from vocalmine.core.settings import Settings
 
         skip = float(Settings.model_fields["segment_skip_s"].default)
     built = {"library": library, "truth": truth_path.parent, "manifest": manifest}

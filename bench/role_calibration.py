@@ -40,18 +40,19 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mining.alignment import align, apply_alignment  # noqa: E402
-from mining.audio import load_audio, save_audio  # noqa: E402
-from mining.library_builder import Mir1kSource, MusdbSource, SyntheticSource  # noqa: E402
-from mining.loudness import match_gain  # noqa: E402
-from mining.roles import (  # noqa: E402
+from vocalmine.mining.alignment import align, apply_alignment  # noqa: E402
+from vocalmine.mining.loudness import match_gain  # noqa: E402
+from vocalmine.mining.roles import (  # noqa: E402
     DEFAULT_ROLE_THRESHOLDS,
     check_gain,
     check_role,
     role_features,
 )
-from mining.stft import get_preset  # noqa: E402
-from mining.vocals import MIN_VOCAL_RATIO_DB, derive, vocal_activity_db  # noqa: E402
+from vocalmine.mining.vocals import MIN_VOCAL_RATIO_DB, derive, vocal_activity_db  # noqa: E402
+
+from vocalmine.core.audio import load_audio, save_audio  # noqa: E402
+from vocalmine.core.stft import get_preset  # noqa: E402
+from vocalmine.testlib.builder import Mir1kSource, MusdbSource, SyntheticSource  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "role_calibration.json"

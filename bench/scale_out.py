@@ -30,7 +30,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.dashboard import running_server  # noqa: E402
+from vocalmine.flows.dashboard import running_server  # noqa: E402
+
 from tests.ops_support import (  # noqa: E402
     MILESTONES,
     dask_cluster,

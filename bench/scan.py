@@ -23,8 +23,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mining.scan import scan_library  # noqa: E402
-from storage.catalog import open_catalog  # noqa: E402
+from vocalmine.mining.scan import scan_library  # noqa: E402
+from vocalmine.storage.catalog import open_catalog  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 

@@ -51,19 +51,19 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from separation.evaluate import (  # noqa: E402
+from vocalmine.separation.evaluate import (  # noqa: E402
     baseline_systems,
     evaluate,
     load_musdb_track,
     separator_system,
 )
-from separation.postprocess import parse_variant  # noqa: E402
-from separation.report import render_report  # noqa: E402
-from separation.separate import Separator  # noqa: E402
-from training.models import build_model  # noqa: E402
+from vocalmine.separation.postprocess import parse_variant  # noqa: E402
+from vocalmine.separation.report import render_report  # noqa: E402
+from vocalmine.separation.separate import Separator  # noqa: E402
+from vocalmine.training.models import build_model  # noqa: E402
 
 MUSDB = ROOT.parent / "shared" / "data" / "musdb18-7" / "test"
-RESULTS = ROOT / "bench" / "results" / "separation.json"
+RESULTS = ROOT / "bench" / "results" / "vocalmine.separation.json"
 REFERENCE = {  # shared/data/README.md, musdb18-7 test, museval v4, 16-bit PCM references
     "MIX": {"vocals": {"SDR": 0.09, "SIR": -4.64, "SAR": 26.66}, "accompaniment": {"SDR": 4.66}},
     "IRM1": {"vocals": {"SDR": 9.85, "SIR": 13.91, "SAR": 11.41}, "accompaniment": {"SDR": 15.03}},
@@ -257,8 +257,8 @@ CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
 import torch
-from separation.separate import Separator
-from training.models import build_model
+from vocalmine.separation.separate import Separator
+from vocalmine.training.models import build_model
 torch.manual_seed(0)
 separator = Separator(build_model("unet", "paper"))
 start = time.perf_counter()
@@ -307,8 +307,9 @@ def current_model(spec: str | None = None) -> tuple[Any, str]:
     """The registry's model ``NAME[:VERSION]`` (default: ``vocalmine``'s current) under the
     configured settings (``VOCALMINE_DATA_DIR``, ...), else fresh weights."""
     try:
-        from separation.separate import load_registered_model
-        from storage.config import get_settings
+        from vocalmine.separation.separate import load_registered_model
+
+        from vocalmine.core.settings import get_settings
 
         settings = get_settings()
         model, record = load_registered_model(spec, settings.model_root, settings.catalog_url)

@@ -23,7 +23,7 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 from rich.console import Console
 
-from storage.config import Settings
+from vocalmine.core.settings import Settings
 
 console = Console(stderr=True, soft_wrap=True)
 MINE_DEPLOYMENT = "mine-scheduled"
@@ -33,7 +33,7 @@ Which = Literal["all", "mine", "retrain"]
 
 def mine_deployment(settings: Settings, config: str | None = None) -> RunnerDeployment:
     """The scheduled mining deployment for ``settings.library_root``."""
-    from flows.mine import configured_mine_flow
+    from vocalmine.flows.mine import configured_mine_flow
 
     if settings.library_root is None:
         raise ValueError(
@@ -67,7 +67,7 @@ def retrain_deployment(
     options: dict[str, Any] | None = None,
 ) -> RunnerDeployment:
     """The scheduled retraining deployment (promotes only a better model)."""
-    from flows.retrain import retrain_flow
+    from vocalmine.flows.retrain import retrain_flow
 
     parameters: dict[str, Any] = {"name": name, "data_dir": str(settings.data_dir)}
     optional = {
@@ -131,7 +131,7 @@ def serve_command(
     eval_limit: Annotated[int | None, typer.Option(help="score the first N tracks only")] = None,
 ) -> None:
     """Register and serve the scheduled mining and retraining deployments (Ctrl-C stops)."""
-    from flows.cli import load_settings
+    from vocalmine.cli import load_settings
 
     if only not in ("all", "mine", "retrain"):
         raise typer.BadParameter(f"{only}: expected all, mine or retrain", param_hint="--only")

@@ -18,29 +18,29 @@ from prefect import artifacts, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 from rich.markup import escape
-
-from flows.artifacts import artifact_key, publish_markdown, publish_table
-from separation.evaluate import (
+from vocalmine.flows.artifacts import artifact_key, publish_markdown, publish_table
+from vocalmine.separation.evaluate import (
     EvaluationResult,
     baseline_systems,
     default_dataset,
     open_dataset,
     separator_system,
 )
-from separation.evaluate import (
+from vocalmine.separation.evaluate import (
     evaluate as run_evaluation,
 )
-from separation.postprocess import parse_variant
-from separation.report import (
+from vocalmine.separation.postprocess import parse_variant
+from vocalmine.separation.report import (
     PLOT_METRICS,
     image_data_url,
     inline_report,
     render_report,
     summary_table,
 )
-from separation.separate import Separator, load_registered_model
-from storage.config import get_settings
-from training.models import SeparationModel, build_model
+from vocalmine.separation.separate import Separator, load_registered_model
+from vocalmine.training.models import SeparationModel, build_model
+
+from vocalmine.core.settings import get_settings
 
 console = Console(stderr=True, soft_wrap=True)
 UNTRAINED = "untrained"

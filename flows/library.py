@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mining.library_builder import (
+from vocalmine.testlib.builder import (
     PROFILES,
     SOURCES,
     LibraryBuildError,

@@ -25,12 +25,10 @@ from prefect.context import get_run_context
 from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL
 from prefect_dask import DaskTaskRunner
-
-from flows.api_server import temporary_server_url
-from flows.artifacts import publish_counts, publish_histogram
-from flows.runtime import ALLOCATOR_ENV, keep_freed_memory
-from mining.audio import load_audio
-from mining.decisions import (
+from vocalmine.flows.api_server import temporary_server_url
+from vocalmine.flows.artifacts import publish_counts, publish_histogram
+from vocalmine.flows.runtime import ALLOCATOR_ENV, keep_freed_memory
+from vocalmine.mining.decisions import (
     CopyGroups,
     Proposal,
     TrackFacts,
@@ -40,7 +38,7 @@ from mining.decisions import (
     title_checks,
     title_facts,
 )
-from mining.fingerprint import (
+from vocalmine.mining.fingerprint import (
     DEFAULT_PARAMS,
     Fingerprint,
     FingerprintIndex,
@@ -51,16 +49,24 @@ from mining.fingerprint import (
     orient_pair,
     verify_pair,
 )
-from mining.matching import TrackRef, duration_reason, match_titles
-from mining.pair_pipeline import PairParams, PairResult, process_pair
-from mining.roles import DEFAULT_ROLE_THRESHOLDS
-from mining.scan import scan_library
-from mining.stft import get_preset
-from storage import mining_store as store
-from storage.catalog import Catalog, open_catalog
-from storage.config import Settings, get_settings
-from storage.locks import claim_pairs, clear_stale_claims, exclusive_lock, new_owner, release_pairs
-from storage.shards import Segment, ShardWriter, split_for_artist, to_half
+from vocalmine.mining.matching import TrackRef, duration_reason, match_titles
+from vocalmine.mining.pair_pipeline import PairParams, PairResult, process_pair
+from vocalmine.mining.roles import DEFAULT_ROLE_THRESHOLDS
+from vocalmine.mining.scan import scan_library
+from vocalmine.storage import mining_store as store
+from vocalmine.storage.catalog import Catalog, open_catalog
+from vocalmine.storage.locks import (
+    claim_pairs,
+    clear_stale_claims,
+    exclusive_lock,
+    new_owner,
+    release_pairs,
+)
+from vocalmine.storage.shards import Segment, ShardWriter, split_for_artist, to_half
+
+from vocalmine.core.audio import load_audio
+from vocalmine.core.settings import Settings, get_settings
+from vocalmine.core.stft import get_preset
 
 PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
 
@@ -750,7 +756,7 @@ def mine_command(
     ] = None,
 ) -> None:
     """Mine LIBRARY: scan, match, fingerprint, verify, align, gain, derive vocals, write shards."""
-    from flows.cli import load_settings, print_counts
+    from vocalmine.cli import load_settings, print_counts
 
     settings = load_settings(
         config,
@@ -786,7 +792,7 @@ def pairs_command(
     catalog_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the catalog")] = None,
 ) -> None:
     """Explain every decision about a pair or a file: status, reason code, detail, numbers."""
-    from flows.cli import load_settings
+    from vocalmine.cli import load_settings
 
     settings = load_settings(config, data_dir=data_dir, catalog_url=catalog_url)
     catalog = open_catalog(settings.catalog_url)

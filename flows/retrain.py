@@ -27,14 +27,14 @@ from prefect.context import FlowRunContext
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import select
+from vocalmine.flows.artifacts import publish_decision
+from vocalmine.flows.evaluate import evaluate
+from vocalmine.flows.train import train
+from vocalmine.storage.catalog import Catalog, ModelRecord, open_catalog
+from vocalmine.storage.registry import ModelRegistry
+from vocalmine.storage.shards import manifest_summary, read_manifest
 
-from flows.artifacts import publish_decision
-from flows.evaluate import evaluate
-from flows.train import train
-from storage.catalog import Catalog, ModelRecord, open_catalog
-from storage.config import get_settings
-from storage.registry import ModelRegistry
-from storage.shards import manifest_summary, read_manifest
+from vocalmine.core.settings import get_settings
 
 console = Console(stderr=True, soft_wrap=True)
 

@@ -23,11 +23,9 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-
-from mining.audio import AudioError, probe
-from separation.chunking import ChunkSettings
-from separation.postprocess import GateSettings, PostProcessing
-from separation.separate import (
+from vocalmine.separation.chunking import ChunkSettings
+from vocalmine.separation.postprocess import GateSettings, PostProcessing
+from vocalmine.separation.separate import (
     SOURCES,
     OutputExistsError,
     Separator,
@@ -35,7 +33,9 @@ from separation.separate import (
     load_registered_model,
     output_dir_for,
 )
-from storage.config import get_settings
+
+from vocalmine.core.audio import AudioError, probe
+from vocalmine.core.settings import get_settings
 
 console = Console(stderr=True, soft_wrap=True)
 

@@ -24,13 +24,13 @@ from prefect.context import FlowRunContext
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from vocalmine.flows.artifacts import publish_curves, publish_table
+from vocalmine.storage.shards import ShardError, read_manifest, resolve_dataset
+from vocalmine.training.ddp import default_nproc, launch
+from vocalmine.training.models import MODEL_KINDS
+from vocalmine.training.trainer import RESULT, TrainConfig
 
-from flows.artifacts import publish_curves, publish_table
-from storage.config import get_settings
-from storage.shards import ShardError, read_manifest, resolve_dataset
-from training.ddp import default_nproc, launch
-from training.models import MODEL_KINDS
-from training.trainer import RESULT, TrainConfig
+from vocalmine.core.settings import get_settings
 
 console = Console(stderr=True, soft_wrap=True)
 # Options a resumed run may change; the rest stay as the run started.
@@ -199,7 +199,7 @@ def train_tiny(
 
     No Prefect, no torchrun: the same trainer, one CPU process, validation once at the end.
     """
-    from training.trainer import train as run_training
+    from vocalmine.training.trainer import train as run_training
 
     config = build_config(
         shards=shards,

@@ -41,7 +41,7 @@ import librosa
 import numpy as np
 from scipy.signal import correlate
 
-from mining.audio import resample
+from vocalmine.core.audio import resample
 
 MISALIGNED = "misaligned"
 DRIFT = "drift"

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from mining.titles import ParsedTitle, parse_title
+from vocalmine.mining.titles import ParsedTitle, parse_title
 
 A_CAPPELLA = "a_cappella"
 OTHER_VERSION = "other_version"

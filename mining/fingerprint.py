@@ -43,7 +43,7 @@ from typing import Literal
 import numpy as np
 import scipy.fft
 
-from mining.audio import resample
+from vocalmine.core.audio import resample
 
 __all__ = [
     "DEFAULT_PARAMS",

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyloudnorm
 import scipy.signal
-
-from mining.alignment import downmix
+from vocalmine.mining.alignment import downmix
 
 GAIN_FFT = 2048
 #: Frames of the least-squares fit: 1000 × 2048 samples (43 s at 48 kHz, spread over the song).

@@ -33,8 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rapidfuzz import fuzz, process
-
-from mining.titles import ParsedTitle, normalize_artist, parse_title
+from vocalmine.mining.titles import ParsedTitle, normalize_artist, parse_title
 
 __all__ = [
     "CandidatePair",

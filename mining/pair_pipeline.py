@@ -27,11 +27,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from mining.alignment import Alignment, AlignParams, align, apply_alignment
-from mining.audio import AudioError, load_audio, resample
-from mining.loudness import Gain, match_gain
-from mining.roles import (
+from vocalmine.mining.alignment import Alignment, AlignParams, align, apply_alignment
+from vocalmine.mining.loudness import Gain, match_gain
+from vocalmine.mining.roles import (
     DEFAULT_ROLE_THRESHOLDS,
     IMPLAUSIBLE_GAIN,
     ROLE_MISMATCH,
@@ -42,9 +40,11 @@ from mining.roles import (
     failed_detail,
     role_features,
 )
-from mining.segments import SegmentPatch, SegmentPolicy, cut_segments
-from mining.stft import STFTPreset, get_preset
-from mining.vocals import MIN_VOCAL_RATIO_DB, NO_VOCALS, derive, vocal_activity_db
+from vocalmine.mining.segments import SegmentPatch, SegmentPolicy, cut_segments
+from vocalmine.mining.vocals import MIN_VOCAL_RATIO_DB, NO_VOCALS, derive, vocal_activity_db
+
+from vocalmine.core.audio import AudioError, load_audio, resample
+from vocalmine.core.stft import STFTPreset, get_preset
 
 DECODE_ERROR = "decode_error"
 TOO_SHORT = "too_short"

@@ -34,8 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from mining.vocals import LOW_BAND_HZ, Derived
+from vocalmine.mining.vocals import LOW_BAND_HZ, Derived
 
 ROLE_MISMATCH = "role_mismatch"
 IMPLAUSIBLE_GAIN = "implausible_gain"

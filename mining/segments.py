@@ -31,9 +31,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from vocalmine.mining.vocals import Derived
 
-from mining.stft import STFTPreset
-from mining.vocals import Derived
+from vocalmine.core.stft import STFTPreset
 
 
 @dataclass(frozen=True)

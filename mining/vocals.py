@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mining.audio import resample
-from mining.stft import STFTPreset, istft, magnitude, stft, to_preset_channels
+from vocalmine.core.audio import resample
+from vocalmine.core.stft import STFTPreset, istft, magnitude, stft, to_preset_channels
 
 NO_VOCALS = "no_vocals"
 MIN_VOCAL_RATIO_DB = -15.0

@@ -29,7 +29,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-.venv/bin/python -m pip install -qq "torch==2.13.0"
-.venv/bin/python -c "import torch" 
+# numpy beside torch: torch imported without numpy prints "Failed to initialize NumPy".
+.venv/bin/python -m pip install -qq "torch==2.13.0" "numpy>=1.26"
 .venv/bin/python -m pip install -qq -e ".[dev]"
-.venv/bin/python -c "import torch, prefect, flows.cli; print(f'setup: torch {torch.__version__}, prefect {prefect.__version__}')"
+.venv/bin/python -c "import torch, prefect, vocalmine.cli; print(f'setup: torch {torch.__version__}, prefect {prefect.__version__}')"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mining.stft import STFTPreset
+from vocalmine.core.stft import STFTPreset
 
 
 @dataclass(frozen=True)

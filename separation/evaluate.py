@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
+from vocalmine.separation.masks import istft, stft
 
-from mining.audio import AudioError, load_audio
-from separation.masks import istft, stft
+from vocalmine.core.audio import AudioError, load_audio
 
 SOURCES: tuple[str, str] = ("vocals", "accompaniment")
 METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR", "ISR")
@@ -231,7 +231,7 @@ def mir1k_tracks(root: str | Path, count: int | None = 100, seed: int = 0) -> It
 def manifest_tracks(
     manifest: str | Path, limit: int | None = None, library: str | Path | None = None
 ) -> Iterator[EvalTrack]:
-    """Songs of a test library's answer key (``mining.library_builder``, schema 1 or 2: 2 adds
+    """Songs of a test library's answer key (``vocalmine.testlib.builder``, schema 1 or 2: 2 adds
     decoys, the songs are the same).
 
     Every song with an original file and true stems is a track. Stems are on the original's

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from mining.stft import STFTPreset
+from vocalmine.core.stft import STFTPreset
 
 EPS = 1e-8
 

@@ -17,8 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-
-from separation.evaluate import SOURCES, EvaluationResult  # noqa: E402
+from vocalmine.separation.evaluate import SOURCES, EvaluationResult  # noqa: E402
 
 TABLE_METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR", "NSDR")
 PLOT_METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR")

@@ -22,11 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from mining.audio import AUDIO_SUFFIXES, resample
-from mining.stft import stft as model_stft
-from mining.stft import to_preset_channels
-from separation.chunking import (
+from vocalmine.separation.chunking import (
     ChunkSettings,
     CrossFader,
     array_pieces,
@@ -35,7 +31,7 @@ from separation.chunking import (
     patch_starts,
     split_patches,
 )
-from separation.masks import (
+from vocalmine.separation.masks import (
     FULL_BAND_WINDOW,
     full_resolution,
     high_band_mask,
@@ -46,7 +42,7 @@ from separation.masks import (
     ratio_masks,
     stft,
 )
-from separation.postprocess import (
+from vocalmine.separation.postprocess import (
     HopEnergyMeter,
     PostProcessing,
     apply_gate,
@@ -56,8 +52,12 @@ from separation.postprocess import (
     gate_hop,
     wiener,
 )
-from separation.streams import WRITE_FRAMES, AudioStream, StemWriter, WriteBehind
-from training.models import SeparationModel
+from vocalmine.separation.streams import WRITE_FRAMES, AudioStream, StemWriter, WriteBehind
+from vocalmine.training.models import SeparationModel
+
+from vocalmine.core.audio import AUDIO_SUFFIXES, resample
+from vocalmine.core.stft import stft as model_stft
+from vocalmine.core.stft import to_preset_channels
 
 SOURCES: tuple[str, str] = ("vocals", "accompaniment")
 Progress = Callable[[float], None]
@@ -191,7 +191,7 @@ class Separator:
     ) -> dict[str, Path]:
         """Separate one file into ``out_dir/<stem>.<fmt>``, streaming; returns the stem paths.
 
-        Raises :class:`mining.audio.AudioError` for unreadable input and
+        Raises :class:`vocalmine.core.audio.AudioError` for unreadable input and
         :class:`OutputExistsError` when a stem exists and ``overwrite`` is false. Nothing is
         left under a final name unless the whole file succeeded.
         """
@@ -383,8 +383,8 @@ def load_registered_model(
     spec: str | None, model_root: str, catalog_url: str
 ) -> tuple[SeparationModel, dict[str, object]]:
     """The registry's model for ``NAME[:VERSION]`` (current version when none is given)."""
-    from storage.catalog import open_catalog
-    from storage.registry import ModelRegistry
+    from vocalmine.storage.catalog import open_catalog
+    from vocalmine.storage.registry import ModelRegistry
 
     name, version = parse_model_spec(spec)
     catalog = open_catalog(catalog_url)

@@ -1,6 +1,6 @@
 """Streaming audio in and out, so separation memory does not grow with the song's length.
 
-``mining.audio.load_audio`` decodes a whole file at once; separation of an hour-long recording
+``core.audio.load_audio`` decodes a whole file at once; separation of an hour-long recording
 must not. Reading goes through libsndfile's seekable block reads where it knows the format and
 through an ``ffmpeg`` pipe (32-bit float PCM on stdout) for everything else. Writing streams into
 a temporary file beside the target and renames it into place only when the stem is complete, so an
@@ -27,7 +27,7 @@ import lameenc
 import numpy as np
 import soundfile as sf
 
-from mining.audio import SNDFILE_SUFFIXES, AudioError, probe
+from vocalmine.core.audio import SNDFILE_SUFFIXES, AudioError, probe
 
 OutputFormat = Literal["wav", "flac", "mp3"]
 MP3_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000}

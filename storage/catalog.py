@@ -239,7 +239,7 @@ class Catalog:
         (PostgreSQL advisory lock, or an flock beside a SQLite file) makes the second wait and
         then find the schema current.
         """
-        from storage.locks import exclusive_lock
+        from vocalmine.storage.locks import exclusive_lock
 
         with exclusive_lock(self, "catalog-schema-upgrade"), self.engine.begin() as connection:
             config = alembic_config(self.url)

@@ -29,8 +29,7 @@ from pathlib import Path
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import make_url
-
-from storage.catalog import Catalog, Pair
+from vocalmine.storage.catalog import Catalog, Pair
 
 POLL_S = 0.2
 

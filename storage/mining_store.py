@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, or_, select
-
-from storage.catalog import Catalog, Fingerprint, MiningRun, Pair, Rejection, Track, utcnow
+from vocalmine.storage.catalog import (
+    Catalog,
+    Fingerprint,
+    MiningRun,
+    Pair,
+    Rejection,
+    Track,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)

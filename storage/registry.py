@@ -19,10 +19,9 @@ from typing import Any
 import fsspec
 import torch
 from sqlalchemy import func, select, update
-
-from storage.catalog import Catalog, ModelRecord
-from storage.shards import atomic_write, open_filesystem
-from training.models import SeparationModel, model_from_spec
+from vocalmine.storage.catalog import Catalog, ModelRecord
+from vocalmine.storage.shards import atomic_write, open_filesystem
+from vocalmine.training.models import SeparationModel, model_from_spec
 
 log = logging.getLogger(__name__)
 

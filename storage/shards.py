@@ -44,7 +44,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from mining.stft import STFTPreset
+from vocalmine.core.stft import STFTPreset
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mining.audio import load_audio, save_audio
+from vocalmine.core.audio import load_audio, save_audio
 
 # LAME's encoder delay (576) plus the MP3 decoder delay (529): lameenc writes no gapless
 # header, so a decoded MP3 starts this many samples late, whatever the rate or bitrate.
@@ -45,7 +45,7 @@ def offset_pair(acc: np.ndarray, voc: np.ndarray, offset: int) -> tuple[np.ndarr
 
 
 def mp3_round_trip(audio: np.ndarray, sr: int, bitrate_kbps: int = 128) -> np.ndarray:
-    """Encode with mining.audio.save_audio (lameenc) and decode with load_audio."""
+    """Encode with vocalmine.core.audio.save_audio (lameenc) and decode with load_audio."""
     with tempfile.TemporaryDirectory() as tmp:
         path = save_audio(Path(tmp) / "x.mp3", np.atleast_2d(audio), sr, bitrate_kbps=bitrate_kbps)
         decoded, _ = load_audio(path)

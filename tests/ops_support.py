@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
+from vocalmine.storage.catalog import Pair, Rejection, Track, open_catalog
 
-from mining.audio import load_audio, save_audio
-from storage.catalog import Pair, Rejection, Track, open_catalog
+from vocalmine.core.audio import load_audio, save_audio
 
 SR = 16000
 SONGS = ("amy_10", "leon_1", "yifen_1", "jmzen_1", "geniusturtle_1", "amy_11", "amy_12", "amy_13")
@@ -128,7 +128,7 @@ def snapshot(catalog_url: str, shard_root: str, dataset: str) -> dict[str, Any]:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from flows.cli import main; main()"]
+CLI = [sys.executable, "-c", "from vocalmine.cli import main; main()"]
 
 
 @contextmanager

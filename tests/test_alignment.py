@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import lfilter
+from vocalmine.mining.alignment import DRIFT, MISALIGNED, Alignment, align, apply_alignment
 
-from mining.alignment import DRIFT, MISALIGNED, Alignment, align, apply_alignment
-from mining.audio import resample
 from tests.mir1k_pairs import LAME_DELAY, load_clip, load_song, mp3_round_trip, offset_pair
+from vocalmine.core.audio import resample
 
 CLIPS = ["amy_10_01", "leon_7_05", "geniusturtle_8_03"]
 

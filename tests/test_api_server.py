@@ -26,7 +26,7 @@ def _run(script: str, **env: str) -> str:
 def test_the_flow_runs_against_the_server_started_early() -> None:
     out = _run(
         "import httpx\n"
-        "from flows.api_server import start_early\n"
+        "from vocalmine.flows.api_server import start_early\n"
         "wait = start_early()\n"
         "from prefect import flow\n"
         "from prefect.client.orchestration import get_client\n"
@@ -46,7 +46,7 @@ def test_the_flow_runs_against_the_server_started_early() -> None:
 def test_a_configured_api_url_starts_no_server() -> None:
     out = _run(
         "import sys\n"
-        "from flows.api_server import start_early\n"
+        "from vocalmine.flows.api_server import start_early\n"
         "start_early()()\n"
         "print('SERVER', 'prefect.server.api.server' in sys.modules)\n",
         PREFECT_API_URL="http://127.0.0.1:9/api",

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
-
-from flows import artifacts
+from vocalmine.flows import artifacts
 
 
 def test_keys_are_made_valid_for_prefect() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mining.audio import AudioError, load_audio, resample
+from vocalmine.core.audio import AudioError, load_audio, resample
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
-
-from storage.catalog import (
+from vocalmine.storage.catalog import (
     Catalog,
     MiningRun,
     ModelRecord,

@@ -24,7 +24,7 @@ import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage.config import Settings
+from vocalmine.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -186,7 +186,7 @@ def test_every_image_is_built_from_a_dockerfile_in_the_repository(compose: Compo
 
 
 def _vocalmine_cli() -> Any:
-    from flows.cli import register
+    from vocalmine.cli import register
 
     return typer.main.get_command(register())
 

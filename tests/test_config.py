@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import register
-from storage.config import get_settings
+from vocalmine.cli import register
+from vocalmine.core.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def test_config_show_prints_effective_settings_with_passwords_masked(
 def test_a_light_verb_does_not_import_the_heavy_ones() -> None:
     """`vocalmine config show` must answer at once: it imports no torch, museval or Prefect."""
     probe = (
-        "import sys; from flows.cli import main\n"
+        "import sys; from vocalmine.cli import main\n"
         "sys.argv = ['vocalmine', 'config', 'show', '--json']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('HEAVY', sorted(m for m in ('torch', 'museval', 'prefect') if m in sys.modules))\n"

@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import select
+from vocalmine.flows.dashboard import running_server
+from vocalmine.storage.catalog import Track, open_catalog
+from vocalmine.storage.shards import ShardReader
 
-from flows.dashboard import running_server
-from mining.audio import save_audio
-from storage.catalog import Track, open_catalog
-from storage.shards import ShardReader
 from tests.ops_support import (
     MILESTONES,
     ROOT,
@@ -42,6 +41,7 @@ from tests.ops_support import (
     stop_group,
 )
 from tests.pg import PostgresServer, free_port
+from vocalmine.core.audio import save_audio
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +135,10 @@ def test_concurrent_first_opens_of_a_fresh_catalog_all_succeed(
     postgres_server: PostgresServer,
 ) -> None:
     catalog_url = postgres_server.create_database("crash_fresh_schema")
-    opener = f"from storage.catalog import open_catalog; open_catalog({catalog_url!r}).dispose()"
+    opener = (
+        "from vocalmine.storage.catalog import open_catalog; "
+        f"open_catalog({catalog_url!r}).dispose()"
+    )
     processes = [
         subprocess.Popen([sys.executable, "-c", opener], cwd=ROOT, stderr=subprocess.PIPE)
         for _ in range(4)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from vocalmine.flows.dashboard import running_server
 
-from flows.dashboard import running_server
 from tests.ops_support import make_library, run_cli
 from tests.pg import free_port
 

@@ -11,12 +11,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
+from vocalmine.storage.shards import ShardWriter
+from vocalmine.training.augment import AugmentConfig, pitch_shift, time_stretch
+from vocalmine.training.dataset import ShardDataset, shuffle_order
+from vocalmine.training.trainer import LOADER_CONTEXT
 
-from storage.shards import ShardWriter
 from tests.test_shards import TINY, make_segments
-from training.augment import AugmentConfig, pitch_shift, time_stretch
-from training.dataset import ShardDataset, shuffle_order
-from training.trainer import LOADER_CONTEXT
 
 
 def _context(workers: int) -> dict:
@@ -166,7 +166,7 @@ def test_augmentations_transform_mix_and_targets_alike() -> None:
     assert stretched.shape == x.shape
     np.testing.assert_allclose(stretched[..., 15:17].mean(), x[..., 15:17].mean(), rtol=0.2)
 
-    from training.augment import augment
+    from vocalmine.training.augment import augment
 
     mix = x
     targets = np.stack([x * 0.25, x * 0.75])
@@ -188,7 +188,7 @@ def test_augmentation_is_the_same_linear_map_on_mix_and_targets(
     seed: int, gain: float, stretch: float, shift: float, channels: int
 ) -> None:
     """Every transform is linear and shared, so mix = Σ targets survives, as does x ≥ 0."""
-    from training.augment import augment
+    from vocalmine.training.augment import augment
 
     rng = np.random.default_rng(seed)
     targets = rng.random((2, channels, 16, 12)).astype(np.float32)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from mining.decisions import (
+from vocalmine.mining.decisions import (
     A_CAPPELLA,
     DUPLICATE,
     OTHER_VERSION,

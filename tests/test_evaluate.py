@@ -15,10 +15,8 @@ import typer
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 from typer.testing import CliRunner
-
-from flows.evaluate import evaluate_command
-from mining.library_builder import build_library
-from separation.evaluate import (
+from vocalmine.flows.evaluate import evaluate_command
+from vocalmine.separation.evaluate import (
     SOURCES,
     EvalTrack,
     EvaluationResult,
@@ -31,7 +29,9 @@ from separation.evaluate import (
     musdb_tracks,
     open_dataset,
 )
-from separation.report import render_report, summary_table
+from vocalmine.separation.report import render_report, summary_table
+
+from vocalmine.testlib.builder import build_library
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import maximum_filter1d
-
-from mining.audio import load_audio, resample
-from mining.fingerprint import (
+from vocalmine.mining.fingerprint import (
     DEFAULT_PARAMS,
     DEFAULT_THRESHOLDS,
     Fingerprint,
@@ -32,7 +30,9 @@ from mining.fingerprint import (
     verify_pair,
     window_max,
 )
+
 from tests.mir1k_pairs import LAME_DELAY, mp3_round_trip
+from vocalmine.core.audio import load_audio, resample
 
 MIR1K = Path(__file__).parents[1] / ".." / "shared" / "data" / "mir1k"
 FRAME_S = DEFAULT_PARAMS.frame_s

@@ -20,10 +20,12 @@ import pytest
 import typer
 from scipy.signal import correlate
 from typer.testing import CliRunner
+from vocalmine.flows.library import library_build_command
+from vocalmine.mining.scan import parse_filename
+from vocalmine.mining.titles import parse_title
 
-from flows.library import library_build_command
-from mining.audio import AudioError, load_audio, probe, read_tags, resample
-from mining.library_builder import (
+from vocalmine.core.audio import AudioError, load_audio, probe, read_tags, resample
+from vocalmine.testlib.builder import (
     ALT_A_CAPPELLA_TITLES,
     ALT_TITLE_VARIANTS,
     FILE_DECOYS,
@@ -33,8 +35,6 @@ from mining.library_builder import (
     _other_codec,
     build_library,
 )
-from mining.scan import parse_filename
-from mining.titles import parse_title
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
 PROBED_CODEC = {

@@ -11,9 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from storage.catalog import Catalog, Pair, Track, open_catalog
-from storage.locks import (
+from vocalmine.storage.catalog import Catalog, Pair, Track, open_catalog
+from vocalmine.storage.locks import (
     LockBusy,
     claim_pairs,
     clear_stale_claims,
@@ -95,8 +94,8 @@ def test_a_killed_holder_leaves_no_lock_behind(catalog_url: str) -> None:
     holder = textwrap.dedent(
         f"""
         import sys, time
-        from storage.catalog import Catalog
-        from storage.locks import exclusive_lock
+        from vocalmine.storage.catalog import Catalog
+        from vocalmine.storage.locks import exclusive_lock
         with exclusive_lock(Catalog({catalog_url!r}), "mine:/music"):
             print("held", flush=True)
             time.sleep(600)

@@ -3,7 +3,7 @@ decoys, every candidate has a score, and every rejection has a reason."""
 
 from __future__ import annotations
 
-from mining.matching import CandidatePair, MatchReport, TrackRef, match_titles
+from vocalmine.mining.matching import CandidatePair, MatchReport, TrackRef, match_titles
 
 
 def _library() -> list[TrackRef]:

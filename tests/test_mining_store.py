@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage import mining_store as store
-from storage.catalog import Catalog, Track, open_catalog
+from vocalmine.storage import mining_store as store
+from vocalmine.storage.catalog import Catalog, Track, open_catalog
 
 
 def _catalog_with_pair(tmp_path: Path) -> tuple[Catalog, int, int]:

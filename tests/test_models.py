@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from vocalmine.training.losses import separation_loss, volume_weights
+from vocalmine.training.models import MODEL_KINDS, UNet, build_model, model_from_spec
+from vocalmine.training.models.flops import conv_macs
 
-from mining.stft import PRESETS
 from tests.test_shards import STEREO, TINY
-from training.losses import separation_loss, volume_weights
-from training.models import MODEL_KINDS, UNet, build_model, model_from_spec
-from training.models.flops import conv_macs
+from vocalmine.core.stft import PRESETS
 
 K = 5 * 5  # every kernel is 5×5
 

@@ -1,6 +1,6 @@
 """A flow verb leaves no process behind, its temporary Prefect server included, on any exit path.
 
-Each command is the real ``vocalmine`` entry point (:func:`flows.cli.main`) in a subprocess and
+Each command is the real ``vocalmine`` entry point (:func:`vocalmine.cli.main`) in a subprocess and
 a session of its own, with a stand-in ``mine`` verb that reports the server's port and then
 exits, raises or waits for a signal. Its descendants are recorded while it runs; once it has
 exited, none may be alive and nothing may listen on the port. Starting a server takes seconds
@@ -24,8 +24,7 @@ from typing import IO
 
 import psutil
 import pytest
-
-from flows.api_server import STARTUP_TIMEOUT, startup_timeout
+from vocalmine.flows.api_server import STARTUP_TIMEOUT, startup_timeout
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_VAR = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
@@ -34,7 +33,7 @@ FAILURE_HINT = f"(set PREFECT_API_URL to use a running server, or {TIMEOUT_VAR})
 #: The CLI with ``mine`` replaced by a verb that prints the server's port, then acts on MODE.
 COMMAND = """\
 import sys, time
-from flows import cli
+from vocalmine import cli
 del cli.VERBS["mine"]
 
 @cli.app.command("mine")

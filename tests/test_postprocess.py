@@ -15,10 +15,9 @@ import soundfile as sf
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
-from separation.evaluate import EvalTrack, score_track
-from separation.masks import FULL_BAND_WINDOW, full_resolution, istft, stft
-from separation.postprocess import (
+from vocalmine.separation.evaluate import EvalTrack, score_track
+from vocalmine.separation.masks import FULL_BAND_WINDOW, full_resolution, istft, stft
+from vocalmine.separation.postprocess import (
     GateSettings,
     HopEnergyMeter,
     PostProcessing,
@@ -29,8 +28,8 @@ from separation.postprocess import (
     parse_variant,
     wiener,
 )
-from separation.separate import Separator
-from training.models import build_model
+from vocalmine.separation.separate import Separator
+from vocalmine.training.models import build_model
 
 CLIP = "amy_10_03.flac"  # 6.2 s; the singer pauses for several seconds
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from vocalmine.storage.catalog import Catalog
+from vocalmine.storage.registry import ModelRegistry, RegistryError
+from vocalmine.training.models import build_model
 
-from storage.catalog import Catalog
-from storage.registry import ModelRegistry, RegistryError
 from tests.test_shards import TINY
-from training.models import build_model
 
 
 @pytest.fixture

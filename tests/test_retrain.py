@@ -6,14 +6,14 @@ import math
 from pathlib import Path
 
 import pytest
+from vocalmine.flows.retrain import model_score, retrain_flow, should_promote
+from vocalmine.storage.catalog import open_catalog
+from vocalmine.storage.registry import ModelRegistry
+from vocalmine.storage.shards import ShardWriter
 
-from flows.retrain import model_score, retrain_flow, should_promote
-from mining.stft import PRESETS
-from storage.catalog import open_catalog
-from storage.config import get_settings
-from storage.registry import ModelRegistry
-from storage.shards import ShardWriter
 from tests.test_shards import make_segments
+from vocalmine.core.settings import get_settings
+from vocalmine.core.stft import PRESETS
 
 PAPER = PRESETS["paper"]  # the separator's chunking needs real-sized patches
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from flows.runtime import ALLOCATOR_ENV
+from vocalmine.flows.runtime import ALLOCATOR_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +26,7 @@ class MallInfo2(ctypes.Structure):
 mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
 mallinfo2.restype = MallInfo2
 if sys.argv[1] == "main-tuned":
-    from flows.runtime import keep_freed_memory
+    from vocalmine.flows.runtime import keep_freed_memory
     assert keep_freed_memory()
 seen = []
 def one_song():
@@ -92,8 +91,7 @@ def _environ() -> dict[str, str]:
 
 def test_the_mine_flows_local_workers_start_with_that_environment() -> None:
     from distributed import Client
-
-    from flows.mine import local_cluster
+    from vocalmine.flows.mine import local_cluster
 
     with (
         local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as c,

@@ -14,10 +14,8 @@ import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
-
-from flows.separate import separate_command
-from mining.stft import PRESETS
-from separation.chunking import (
+from vocalmine.flows.separate import separate_command
+from vocalmine.separation.chunking import (
     ChunkSettings,
     CrossFader,
     array_pieces,
@@ -26,18 +24,25 @@ from separation.chunking import (
     patch_starts,
     split_patches,
 )
-from separation.masks import full_resolution, high_band_mask, map_to_full_band, ratio_masks
-from separation.postprocess import parse_variant
-from separation.separate import (
+from vocalmine.separation.masks import (
+    full_resolution,
+    high_band_mask,
+    map_to_full_band,
+    ratio_masks,
+)
+from vocalmine.separation.postprocess import parse_variant
+from vocalmine.separation.separate import (
     OutputExistsError,
     Separator,
     expand_inputs,
     output_dir_for,
     parse_model_spec,
 )
-from storage.catalog import open_catalog
-from storage.registry import ModelRegistry
-from training.models import build_model
+from vocalmine.storage.catalog import open_catalog
+from vocalmine.storage.registry import ModelRegistry
+from vocalmine.training.models import build_model
+
+from vocalmine.core.stft import PRESETS
 
 
 @pytest.fixture(scope="module")

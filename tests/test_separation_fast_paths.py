@@ -13,18 +13,18 @@ import soundfile as sf
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from mining.audio import resample
-from mining.stft import PRESETS, magnitude
-from separation.masks import (
+from vocalmine.separation.masks import (
     FullBandMask,
     _window,
     istft,
     masked_istft,
     stft,
 )
-from separation.separate import Separator
-from training.models import build_model
+from vocalmine.separation.separate import Separator
+from vocalmine.training.models import build_model
+
+from vocalmine.core.audio import resample
+from vocalmine.core.stft import PRESETS, magnitude
 
 CLIP = "amy_10_03.flac"
 

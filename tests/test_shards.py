@@ -13,9 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from mining.stft import STFTPreset
-from storage.shards import (
+from vocalmine.storage.shards import (
     SCHEMA_VERSION,
     SPLITS,
     Segment,
@@ -27,6 +25,8 @@ from storage.shards import (
     split_for_artist,
     to_half,
 )
+
+from vocalmine.core.stft import STFTPreset
 
 TINY = STFTPreset("tiny", sample_rate=8192, channels=1, n_fft=128, hop=96, patch_frames=32)
 STEREO = STFTPreset("tiny-stereo", sample_rate=8192, channels=2, n_fft=64, hop=48, patch_frames=16)

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 from sqlalchemy import select
+from vocalmine.storage.catalog import Catalog, TrainingMetric
+from vocalmine.storage.registry import ModelRegistry
+from vocalmine.storage.shards import ShardWriter
+from vocalmine.training.ddp import launch, torchrun_command
+from vocalmine.training.trainer import TrainConfig, train
 
-from storage.catalog import Catalog, TrainingMetric
-from storage.registry import ModelRegistry
-from storage.shards import ShardWriter
 from tests.test_shards import TINY, make_segments
-from training.ddp import launch, torchrun_command
-from training.trainer import TrainConfig, train
 
 
 @pytest.fixture(autouse=True)
@@ -141,7 +141,7 @@ def test_wrong_preset_is_refused(shards: str, tmp_path: Path) -> None:
 def test_torchrun_command_for_one_and_several_nodes() -> None:
     single = torchrun_command("c.json", nproc=2)
     assert "--standalone" in single and "--nproc-per-node=2" in single
-    assert single[-3:] == ["-m", "training.trainer", "c.json"]
+    assert single[-3:] == ["-m", "vocalmine.training.trainer", "c.json"]
     multi = torchrun_command("c.json", nproc=8, nnodes=2, node_rank=1, rdzv_endpoint="h:29400")
     assert "--nnodes=2" in multi and "--rdzv-endpoint=h:29400" in multi
     assert "--node-rank=1" in multi and "--standalone" not in multi
@@ -174,7 +174,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
 
 
 def test_train_tiny_trains_and_registers_a_small_model(shards: str, tmp_path: Path) -> None:
-    from flows.train import train_tiny
+    from vocalmine.flows.train import train_tiny
 
     result = train_tiny(f"{shards}/ds", data_dir=str(tmp_path), max_steps=4)
     assert result["version"] == 1 and result["steps"] == 4
@@ -189,8 +189,7 @@ def test_train_tiny_trains_and_registers_a_small_model(shards: str, tmp_path: Pa
 def test_train_command_runs_the_flow_and_prints_the_scores(shards: str, tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
-
-    from flows.train import train_command
+    from vocalmine.flows.train import train_command
 
     app = typer.Typer()
     app.command("train")(train_command)

@@ -30,9 +30,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
-
-from storage.shards import RowGroup, ShardReader
-from training.augment import AugmentConfig, augment
+from vocalmine.storage.shards import RowGroup, ShardReader
+from vocalmine.training.augment import AugmentConfig, augment
 
 KEY_SHIFT = 32
 COLUMNS = ("pair_id", "segment_index", "mix", "instrumental", "vocals")

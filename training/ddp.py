@@ -108,7 +108,7 @@ def torchrun_command(
             f"--rdzv-endpoint={rdzv_endpoint}",
             f"--rdzv-id={rdzv_id}",
         ]
-    return [*command, "-m", "training.trainer", str(config_path)]
+    return [*command, "-m", "vocalmine.training.trainer", str(config_path)]
 
 
 def launch(
@@ -126,7 +126,7 @@ def launch(
     output streams to this process's terminal.
     """
     if nproc == 1 and nnodes == 1 and rdzv_endpoint is None:
-        from training.trainer import run_config_file
+        from vocalmine.training.trainer import run_config_file
 
         run_config_file(config_path)
         return 0

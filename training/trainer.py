@@ -29,13 +29,12 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-
-from storage.shards import manifest_summary, preset_from_dict, read_manifest
-from training.augment import AugmentConfig
-from training.dataset import ShardDataset
-from training.ddp import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
-from training.losses import per_source_error, separation_loss
-from training.models import SOURCES, SeparationModel, build_model
+from vocalmine.storage.shards import manifest_summary, preset_from_dict, read_manifest
+from vocalmine.training.augment import AugmentConfig
+from vocalmine.training.dataset import ShardDataset
+from vocalmine.training.ddp import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from vocalmine.training.losses import per_source_error, separation_loss
+from vocalmine.training.models import SOURCES, SeparationModel, build_model
 
 CHECKPOINT = "last.pt"
 BEST = "best.pt"
@@ -171,7 +170,7 @@ class MetricSink:
 
             self.writer = SummaryWriter(str(Path(config.run_dir) / "tensorboard"))
         if config.catalog_url:
-            from storage.catalog import Catalog
+            from vocalmine.storage.catalog import Catalog
 
             self.catalog = Catalog(config.catalog_url)
             self.catalog.upgrade()
@@ -191,7 +190,7 @@ class MetricSink:
         if self.writer is not None:
             self.writer.flush()
         if self.catalog is not None and self.pending:
-            from storage.catalog import TrainingMetric
+            from vocalmine.storage.catalog import TrainingMetric
 
             with self.catalog.session() as session:
                 session.add_all(
@@ -548,8 +547,8 @@ def _register(
     """Put the best weights (or the last, if never validated better) into the registry."""
     if not (config.register and config.model_root and config.catalog_url):
         return None
-    from storage.catalog import Catalog
-    from storage.registry import ModelRegistry
+    from vocalmine.storage.catalog import Catalog
+    from vocalmine.storage.registry import ModelRegistry
 
     best_path = checkpoints / BEST
     if not best_path.exists():
@@ -593,10 +592,10 @@ def run_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m training.trainer CONFIG.json`` (the torchrun entry)."""
+    """``python -m vocalmine.training.trainer CONFIG.json`` (the torchrun entry)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m training.trainer CONFIG.json", file=sys.stderr)
+        print("usage: python -m vocalmine.training.trainer CONFIG.json", file=sys.stderr)
         return 2
     run_config_file(args[0])
     return 0

@@ -2,8 +2,7 @@
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
-
-from storage.catalog import Base
+from vocalmine.storage.catalog import Base
 
 config = context.config
 target_metadata = Base.metadata

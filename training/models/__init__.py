@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from mining.stft import PRESETS, STFTPreset
-from training.models.base import SOURCES, SeparationModel
-from training.models.no_skip import NoSkipSeparator
-from training.models.spectrogram_channels import SpectrogramChannelsSeparator
-from training.models.unet import UNet, UNetSeparator
+from vocalmine.training.models.base import SOURCES, SeparationModel
+from vocalmine.training.models.no_skip import NoSkipSeparator
+from vocalmine.training.models.spectrogram_channels import SpectrogramChannelsSeparator
+from vocalmine.training.models.unet import UNet, UNetSeparator
+
+from vocalmine.core.stft import PRESETS, STFTPreset
 
 ModelKind = Literal["unet", "spectrogram-channels", "no-skip"]
 MODEL_KINDS: tuple[str, ...] = ("unet", "spectrogram-channels", "no-skip")

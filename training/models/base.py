@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mining.stft import STFTPreset
+from vocalmine.core.stft import STFTPreset
 
 SOURCES: tuple[str, str] = ("vocals", "accompaniment")
 

@@ -6,8 +6,9 @@ the U-Net, so the only difference in the ablation is the skip connections.
 
 from __future__ import annotations
 
-from mining.stft import STFTPreset
-from training.models.unet import UNetSeparator
+from vocalmine.training.models.unet import UNetSeparator
+
+from vocalmine.core.stft import STFTPreset
 
 
 class NoSkipSeparator(UNetSeparator):

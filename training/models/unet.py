@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-
-from mining.stft import STFTPreset
-from training.models.base import SOURCES, SeparationModel
-from training.models.blocks import (
+from vocalmine.training.models.base import SOURCES, SeparationModel
+from vocalmine.training.models.blocks import (
     DecoderBlock,
     EncoderBlock,
     MaskHead,
     init_he_uniform,
     pad_to_multiple,
 )
+
+from vocalmine.core.stft import STFTPreset
 
 DEPTH = 6
 DROPOUT_LAYERS = 3

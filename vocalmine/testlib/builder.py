@@ -10,7 +10,7 @@ Sources (each yields songs as vocals + accompaniment stems and the original mix)
   accompaniment = L, vocals = R; 16 kHz mono (files stay 16 kHz or are upsampled).
 * ``musdb``: MUSDB18-7 ``*.stem.mp4`` previews; original = the mixture stream, accompaniment =
   drums + bass + other, vocals = the vocals stream; 44.1 kHz stereo.
-* ``synthetic``: :func:`mining.synth.synthesize_song` at 44.1 kHz stereo.
+* ``synthetic``: :func:`vocalmine.testlib.synth.synthesize_song` at 44.1 kHz stereo.
 
 Every song is peak-normalised (stems and mix by one factor) so its mix peaks at 0.89.
 
@@ -63,7 +63,7 @@ Timing and level, precisely:
 * ``offset_s``: the instrumental content is delayed by ``offset_s`` relative to the original:
   original time ``t`` ↔ instrumental time ``t + offset_s`` (negative: the instrumental starts
   earlier). ``offset_samples = round(offset_s * instrumental.sample_rate)``.
-* ``codec_delay_samples``: decoded files (:func:`mining.audio.load_audio`) start that many
+* ``codec_delay_samples``: decoded files (:func:`vocalmine.core.audio.load_audio`) start that many
   samples late. lameenc MP3: 1105 (measured at build time on a noise burst); ffmpeg's MP3, AAC
   and Vorbis: measured on each file by cross-correlating the decoded file with what was written
   (0 in practice: the LAME gapless header, the MP4 edit list and the Ogg granule positions are
@@ -129,13 +129,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mining.audio import AudioError, atomic_path, load_audio, resample, save_audio
-from mining.synth import synthesize_song
+from vocalmine.core.audio import AudioError, atomic_path, load_audio, resample, save_audio
+from vocalmine.testlib.synth import synthesize_song
 
 SOURCES = ("musdb", "mir1k", "synthetic")
 SCHEMA_VERSION = 2
-MAX_DURATION_S = 300.0  # storage.config.Settings.max_duration_s default
-MAX_DURATION_DIFF_S = 5.0  # storage.config.Settings.max_duration_diff_s default
+MAX_DURATION_S = 300.0  # vocalmine.core.settings.Settings.max_duration_s default
+MAX_DURATION_DIFF_S = 5.0  # vocalmine.core.settings.Settings.max_duration_diff_s default
 PEAK = 0.89
 MP3_BITRATES = (128, 160, 192, 256, 320)
 # The decoy kinds that take a whole song, in the order they are handed out when songs are few.
@@ -540,7 +540,7 @@ class MusdbSource:
 
 
 class SyntheticSource:
-    """Synthetic songs (:mod:`mining.synth`); artists with a few songs each, one album each."""
+    """Synthetic songs (:mod:`.synth`); artists with a few songs each, one album each."""
 
     name = "synthetic"
 

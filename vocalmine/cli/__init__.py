@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from flows.api_server import FLOW_VERBS, ServerStartError, exit_on_sigterm, start_early
-from storage.config import Settings, get_settings
+from vocalmine.core.settings import Settings, get_settings
+from vocalmine.flows.api_server import FLOW_VERBS, ServerStartError, exit_on_sigterm, start_early
 
 app = typer.Typer(
     help="Mine (original, instrumental) pairs from a music library, train a U-Net, separate songs.",
@@ -90,8 +90,8 @@ def scan_command(
     workers: Annotated[int, typer.Option(help="files read in parallel")] = 4,
 ) -> None:
     """Scan LIBRARY into the catalog: tags, headers, content hashes; incremental."""
-    from mining.scan import scan_library
-    from storage.catalog import open_catalog
+    from vocalmine.mining.scan import scan_library
+    from vocalmine.storage.catalog import open_catalog
 
     settings = load_settings(config, data_dir=data_dir, catalog_url=catalog_url)
     if not library.is_dir():
@@ -126,15 +126,15 @@ def print_counts(title: str, counts: dict[str, object]) -> None:
 #: seconds (torch, museval, matplotlib, the Prefect server), so :func:`main` imports only the
 #: verb it runs, and every verb only for help or an unknown word. ``library`` is ``library build``.
 VERBS: dict[str, tuple[str, str]] = {
-    "mine": ("flows.mine", "mine_command"),
-    "pairs": ("flows.mine", "pairs_command"),
-    "train": ("flows.train", "train_command"),
-    "separate": ("flows.separate", "separate_command"),
-    "evaluate": ("flows.evaluate", "evaluate_command"),
-    "retrain": ("flows.retrain", "retrain_command"),
-    "dashboard": ("flows.dashboard", "dashboard_command"),
-    "serve": ("flows.deployments", "serve_command"),
-    "library": ("flows.library", "library_build_command"),
+    "mine": ("vocalmine.flows.mine", "mine_command"),
+    "pairs": ("vocalmine.flows.mine", "pairs_command"),
+    "train": ("vocalmine.flows.train", "train_command"),
+    "separate": ("vocalmine.flows.separate", "separate_command"),
+    "evaluate": ("vocalmine.flows.evaluate", "evaluate_command"),
+    "retrain": ("vocalmine.flows.retrain", "retrain_command"),
+    "dashboard": ("vocalmine.flows.dashboard", "dashboard_command"),
+    "serve": ("vocalmine.flows.deployments", "serve_command"),
+    "library": ("vocalmine.flows.library", "library_build_command"),
 }
 _registered: set[str] = set()
 

@@ -1,0 +1,1 @@
+"""Contracts every stage shares: settings, STFT presets, audio I/O, atomic writes, reasons."""
