@@ -48,6 +48,7 @@ from vocalmine.mining.alignment import Alignment, align, apply_alignment  # noqa
 from vocalmine.mining.loudness import match_gain  # noqa: E402
 from vocalmine.mining.vocals import derive, reconstruct_vocals, sdr_db, to_preset  # noqa: E402
 
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 from vocalmine.core.audio import load_audio, resample, save_audio  # noqa: E402
 from vocalmine.core.stft import PRESETS  # noqa: E402
 
@@ -409,9 +410,7 @@ def main() -> None:
         results["long_song"] = long_song()
     print_tables(results)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=float))
-    tmp.replace(RESULTS)
+    atomic_write_text(RESULTS, json.dumps(results, indent=2, default=float))
     console.print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 

@@ -1,4 +1,4 @@
-"""Fingerprint speed: real-time factor of :func:`mining.fingerprint.fingerprint` on one core.
+"""Fingerprint speed: real-time factor of :func:`mining.landmarks.fingerprint` on one core.
 
 Cases (audio already decoded; decoding is the catalog scan's cost, not the fingerprint's):
 
@@ -7,7 +7,7 @@ Cases (audio already decoded; decoding is the catalog scan's cost, not the finge
 * the same 4 minutes as white noise — the worst case: every cell is a candidate peak.
 
 Also timed: matching the 4-minute fingerprint against itself and against a shifted copy,
-building a :class:`~mining.fingerprint.FingerprintIndex` over the clips, and querying it with
+building a :class:`~mining.fingerprint_index.FingerprintIndex` over the clips, and querying it with
 every clip. BLAS/OpenMP pools are pinned to one thread before numpy loads.
 
 Prints a rich table and writes ``bench/results/fingerprint.json`` (with the load average, since
@@ -38,8 +38,11 @@ from rich.table import Table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vocalmine.mining.fingerprint import FingerprintIndex, fingerprint, match  # noqa: E402
+from vocalmine.mining.fingerprint_index import FingerprintIndex  # noqa: E402
+from vocalmine.mining.fingerprint_match import match  # noqa: E402
+from vocalmine.mining.landmarks import fingerprint  # noqa: E402
 
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 from vocalmine.core.audio import load_audio  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
@@ -162,9 +165,7 @@ def main() -> None:
         "rows": rows,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(RESULTS)
+    atomic_write_text(RESULTS, json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ A suspect is settled as the flow settles it: :func:`mining.pair_pipeline.process
 clip's mix (FLAC) and the degraded query file, its verdict shown as ``suspect X → outcome``.
 
 It also scores the orientation rules of discovery (which side is the mix): hash-ratio asymmetry
-and :func:`mining.fingerprint.orient_pair` with both sides normalised to equal RMS.
+and :func:`mining.discovery.orient_pair` with both sides normalised to equal RMS.
 
 Prints rich tables (quantiles of ratio, matches, sharpness, offset error) and writes
 ``bench/results/fingerprint_calibration.json``. ``--count 60`` takes a few minutes on 2 cores.
@@ -46,15 +46,12 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vocalmine.mining.fingerprint import (  # noqa: E402
-    DEFAULT_THRESHOLDS,
-    fingerprint,
-    match,
-    orient_pair,
-    verify_pair,
-)
+from vocalmine.mining.discovery import orient_pair  # noqa: E402
+from vocalmine.mining.fingerprint_match import DEFAULT_THRESHOLDS, match, verify_pair  # noqa: E402
+from vocalmine.mining.landmarks import fingerprint  # noqa: E402
 from vocalmine.mining.pair_pipeline import process_pair  # noqa: E402
 
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 from vocalmine.core.audio import load_audio, resample, save_audio  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
@@ -235,9 +232,7 @@ def main() -> None:
         "seconds": elapsed,
         "samples": rows,
     }
-    tmp_path = args.output.with_suffix(".json.tmp")
-    tmp_path.write_text(json.dumps(payload, indent=2))
-    tmp_path.replace(args.output)
+    atomic_write_text(args.output, json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from vocalmine.mining.roles import (  # noqa: E402
 )
 from vocalmine.mining.vocals import MIN_VOCAL_RATIO_DB, derive, vocal_activity_db  # noqa: E402
 
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 from vocalmine.core.audio import load_audio, save_audio  # noqa: E402
 from vocalmine.core.stft import get_preset  # noqa: E402
 from vocalmine.testlib.builder import Mir1kSource, MusdbSource, SyntheticSource  # noqa: E402
@@ -238,9 +239,7 @@ def main() -> None:
         "summary": summary,
         "rows": rows,
     }
-    tmp = args.results.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(args.results)
+    atomic_write_text(args.results, json.dumps(record, indent=1))
     console.print(f"wrote {args.results}")
 
 

@@ -41,6 +41,7 @@ from tests.ops_support import (  # noqa: E402
     snapshot,
 )
 from tests.pg import free_port  # noqa: E402
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 
@@ -160,9 +161,7 @@ def report(results: dict) -> None:
     console.print(crash)
     out = ROOT / "bench" / "results" / "scale_out.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, out)
+    atomic_write_text(out, json.dumps(results, indent=2))
     console.print(f"wrote {out}")
 
 

@@ -51,16 +51,15 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vocalmine.separation.evaluate import (  # noqa: E402
-    baseline_systems,
-    evaluate,
-    load_musdb_track,
-    separator_system,
-)
+from vocalmine.separation.eval_datasets import load_musdb_track  # noqa: E402
+from vocalmine.separation.oracles import baseline_systems, separator_system  # noqa: E402
 from vocalmine.separation.postprocess import parse_variant  # noqa: E402
 from vocalmine.separation.report import render_report  # noqa: E402
+from vocalmine.separation.scoring import evaluate  # noqa: E402
 from vocalmine.separation.separate import Separator  # noqa: E402
 from vocalmine.training.models import build_model  # noqa: E402
+
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 
 MUSDB = ROOT.parent / "shared" / "data" / "musdb18-7" / "test"
 RESULTS = ROOT / "bench" / "results" / "vocalmine.separation.json"
@@ -307,7 +306,7 @@ def current_model(spec: str | None = None) -> tuple[Any, str]:
     """The registry's model ``NAME[:VERSION]`` (default: ``vocalmine``'s current) under the
     configured settings (``VOCALMINE_DATA_DIR``, ...), else fresh weights."""
     try:
-        from vocalmine.separation.separate import load_registered_model
+        from vocalmine.training.registered import load_registered_model
 
         from vocalmine.core.settings import get_settings
 
@@ -449,9 +448,7 @@ def save(host: dict[str, Any], *, speed_run: dict[str, Any] | None = None, **sec
         results.setdefault("speed_runs", []).append(speed_run)
     results.update(sections)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_name(f".{RESULTS.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=float))
-    tmp.replace(RESULTS)
+    atomic_write_text(RESULTS, json.dumps(results, indent=1, default=float))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 What it measures (``python bench/training.py --help`` for the knobs):
 
 1. The device's matmul peak (a big matmul: fp32 on CPU, bf16 on GPU), as the yardstick.
-2. Training-step throughput (forward + backward + Adam) of seeds/004's U-Net on 512×128 patches,
-   in samples/s, next to the FLOP floor: one forward is 0.754 GMAC (encoder 0.269, decoder 0.485),
-   a training step ≈ 3 forwards, so achieved TFLOP/s = samples/s × 3 × 2 × 0.754e9. On a GPU it
-   runs with bf16 autocast and channels-last and tries several batch sizes.
+2. Training-step throughput (forward + backward + Adam) of the U-Net of Jansson et al. 2017 on
+   512×128 patches, in samples/s, next to the FLOP floor: one forward is 0.754 GMAC (encoder
+   0.269, decoder 0.485), a training step ≈ 3 forwards, so achieved TFLOP/s = samples/s × 3 × 2
+   × 0.754e9. On a GPU it runs with bf16 autocast and channels-last and tries several batch sizes.
 3. The shard loader alone (ShardDataset + DataLoader), in samples/s.
 4. A real training comparison: ``unet``, ``spectrogram-channels`` and ``no-skip`` trained for
    the same number of steps on shards built from MIR-1K (mix = L + R, instrumental = L,
@@ -44,12 +44,14 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vocalmine.storage.shards import Segment, ShardWriter  # noqa: E402
+from vocalmine.storage.shard_schema import Segment  # noqa: E402
+from vocalmine.storage.shard_writer import ShardWriter  # noqa: E402
 from vocalmine.training.dataset import ShardDataset  # noqa: E402
 from vocalmine.training.models import MODEL_KINDS, SOURCES, UNet, build_model  # noqa: E402
 from vocalmine.training.models.flops import conv_macs  # noqa: E402
 from vocalmine.training.trainer import TrainConfig, evaluate, train  # noqa: E402
 
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 from vocalmine.core.audio import load_audio  # noqa: E402
 from vocalmine.core.stft import PRESETS, magnitude  # noqa: E402
 
@@ -456,9 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     report["seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, args.out)
+    atomic_write_text(args.out, json.dumps(report, indent=1))
     console.print(f"wrote {args.out} in {report['seconds']:.0f} s")
     return 0
 

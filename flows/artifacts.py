@@ -14,7 +14,6 @@ Thin wrappers over :mod:`prefect.artifacts` so flows stay one line per artifact:
 
 from __future__ import annotations
 
-import base64
 import io
 import logging
 import math
@@ -28,6 +27,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from prefect import artifacts
 from prefect.context import FlowRunContext, TaskRunContext
+
+from vocalmine.core.markdown import image_data_url, markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,7 @@ def figure_markdown(figure: Figure, alt: str) -> str:
     """``figure`` as an inline markdown image (PNG data URI)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"![{alt}](data:image/png;base64,{encoded})"
+    return f"![{alt}]({image_data_url(buffer.getvalue())})"
 
 
 def _figure(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Any]:
@@ -123,9 +123,7 @@ def _figure(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Any]:
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(plain(cell)) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(rows, header, lambda cell: str(plain(cell)))
 
 
 def histogram_markdown(
@@ -216,27 +214,6 @@ def publish_curves(
     if not _in_run():
         return None
     return publish_markdown(key, curves_markdown(curves, title, xlabel, ylabel), description=title)
-
-
-def bars_markdown(values: Mapping[str, float], title: str, ylabel: str) -> str:
-    """A bar chart of named values (median SDR per method) plus the numbers."""
-    if not values:
-        return f"## {title}\n\nNo values."
-    figure, axes = _figure(title, "", ylabel)
-    names = list(values)
-    axes.bar(names, [float(values[n]) for n in names])
-    axes.tick_params(axis="x", labelrotation=20)
-    rows = [(name, values[name]) for name in names]
-    return "\n\n".join(
-        [f"## {title}", figure_markdown(figure, title), _markdown_table(("name", ylabel), rows)]
-    )
-
-
-def publish_bars(key: str, values: Mapping[str, float], title: str, ylabel: str) -> UUID | None:
-    """A bar chart (evaluation scores of the model beside its baselines) as markdown."""
-    if not _in_run():
-        return None
-    return publish_markdown(key, bars_markdown(values, title, ylabel), description=title)
 
 
 def decision_markdown(decision: Mapping[str, Any]) -> str:

@@ -16,18 +16,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TextIO
 
 import httpx
-import typer
 from prefect.settings import PREFECT_API_URL, load_current_profile, update_current_profile
-from rich.console import Console
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
-console = Console(stderr=True)
 
 
 def api_url(host: str, port: int) -> str:
@@ -138,60 +135,3 @@ def flows_pointed_at(url: str) -> Iterator[None]:
         yield
     finally:
         update_current_profile({PREFECT_API_URL: previous})
-
-
-def dashboard_command(
-    host: Annotated[
-        str, typer.Option(help="address the UI listens on (0.0.0.0 only inside a container)")
-    ] = DEFAULT_HOST,
-    port: Annotated[int, typer.Option(help="UI and API port")] = DEFAULT_PORT,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Prefect's own database, e.g. postgresql+asyncpg://user:pw@host/prefect "
-            "(PREFECT_API_DATABASE_CONNECTION_URL); default SQLite in PREFECT_HOME",
-        ),
-    ] = None,
-    point_flows: Annotated[
-        bool,
-        typer.Option(
-            "--point-flows/--no-point-flows",
-            help="store PREFECT_API_URL in the Prefect profile while the dashboard runs",
-        ),
-    ] = True,
-) -> None:
-    """Start the Prefect server and UI (the ops dashboard) and point the flows at it."""
-    url = api_url(host, port)
-    try:
-        httpx.get(f"{url}/health", timeout=2)
-    except httpx.HTTPError:
-        pass
-    else:
-        console.print(f"[red]error:[/red] {host}:{port}: something already listens there")
-        raise typer.Exit(2)
-    console.print(f"starting the Prefect server on {host}:{port} ...")
-    signal.signal(signal.SIGTERM, _interrupt)
-    process = start_server(host, port, database_url=database_url)
-    try:
-        wait_until_ready(url, process)
-        ui = url.removesuffix("/api")
-        pointed = flows_pointed_at(url) if point_flows else nullcontext()
-        with pointed:
-            console.print(f"dashboard: [bold]{ui}[/bold]   API: {url}")
-            if point_flows:
-                console.print("flows started from any shell now report here; Ctrl-C stops it")
-            else:
-                console.print(f"point flows here with: export PREFECT_API_URL={url}")
-            process.wait()
-    except KeyboardInterrupt:
-        console.print("stopping the dashboard")
-    except RuntimeError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    finally:
-        stop_server(process)
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    """SIGTERM (``docker stop``, a service manager) stops the dashboard like Ctrl-C does."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)

@@ -16,16 +16,12 @@ tick. The served process is a long-lived Prefect runner: it needs a Prefect serv
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import typer
-from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
-from rich.console import Console
 
 from vocalmine.core.settings import Settings
 
-console = Console(stderr=True, soft_wrap=True)
 MINE_DEPLOYMENT = "mine-scheduled"
 RETRAIN_DEPLOYMENT = "retrain-scheduled"
 Which = Literal["all", "mine", "retrain"]
@@ -100,62 +96,3 @@ def build_deployments(
     if which in ("all", "retrain"):
         deployments.append(retrain_deployment(settings, config, **retrain))
     return deployments
-
-
-def serve_command(
-    only: Annotated[
-        str, typer.Option("--only", help="serve all deployments, or only mine or retrain")
-    ] = "all",
-    library: Annotated[
-        Path | None, typer.Option(help="library to mine (VOCALMINE_LIBRARY_ROOT)")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="settings file")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="catalog, shards and models")] = None,
-    dask_address: Annotated[
-        str | None, typer.Option(help="Dask scheduler for mining (default: a LocalCluster)")
-    ] = None,
-    mine_schedule: Annotated[
-        str | None, typer.Option(help="cron of the mining deployment (VOCALMINE_MINE_SCHEDULE)")
-    ] = None,
-    retrain_schedule: Annotated[
-        str | None,
-        typer.Option(help="cron of the retraining deployment (VOCALMINE_RETRAIN_SCHEDULE)"),
-    ] = None,
-    model_name: Annotated[str, typer.Option(help="registry name of the retrained model")] = (
-        "vocalmine"
-    ),
-    eval_dataset: Annotated[
-        Path | None,
-        typer.Option(help="evaluation set for promotion (default: MUSDB18-7 test beside us)"),
-    ] = None,
-    eval_limit: Annotated[int | None, typer.Option(help="score the first N tracks only")] = None,
-) -> None:
-    """Register and serve the scheduled mining and retraining deployments (Ctrl-C stops)."""
-    from vocalmine.cli import load_settings
-
-    if only not in ("all", "mine", "retrain"):
-        raise typer.BadParameter(f"{only}: expected all, mine or retrain", param_hint="--only")
-    settings = load_settings(
-        config,
-        library_root=library,
-        data_dir=data_dir,
-        dask_address=dask_address,
-        mine_schedule=mine_schedule,
-        retrain_schedule=retrain_schedule,
-    )
-    try:
-        deployments = build_deployments(
-            settings,
-            only,  # type: ignore[arg-type]
-            str(config.resolve()) if config else None,
-            name=model_name,
-            eval_dataset=str(eval_dataset.resolve()) if eval_dataset else None,
-            eval_limit=eval_limit,
-        )
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {' '.join(str(exc).split())}")
-        raise typer.Exit(2) from exc
-    for deployment in deployments:
-        cron = deployment.schedules[0].schedule.cron if deployment.schedules else "-"
-        console.print(f"serving {deployment.flow_name}/{deployment.name} on cron '{cron}'")
-    serve(*deployments, print_starting_message=False)

@@ -1,6 +1,7 @@
 """Prefect flow ``evaluate`` and the ``vocalmine evaluate`` command.
 
-Thin composition of :mod:`separation.evaluate` (datasets, systems, museval scoring) and
+Thin composition of :mod:`separation.eval_datasets`, :mod:`separation.oracles`,
+:mod:`separation.scoring` (museval) and
 :mod:`separation.report` (table, box plots): the model (once per post-processing variant) and
 the MIX / IRM1 baselines are scored on a musdb folder, a MIR-1K folder or a test library's
 ground-truth manifest; results go to ``summary.json``, ``tracks.parquet``, ``frames.parquet`` and
@@ -11,45 +12,38 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from prefect import artifacts, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from rich.console import Console
-from rich.markup import escape
 from vocalmine.flows.artifacts import artifact_key, publish_markdown, publish_table
-from vocalmine.separation.evaluate import (
-    EvaluationResult,
-    baseline_systems,
-    default_dataset,
-    open_dataset,
-    separator_system,
-)
-from vocalmine.separation.evaluate import (
-    evaluate as run_evaluation,
-)
+from vocalmine.separation.eval_datasets import default_dataset, open_dataset
+from vocalmine.separation.oracles import baseline_systems, separator_system
 from vocalmine.separation.postprocess import parse_variant
 from vocalmine.separation.report import (
     PLOT_METRICS,
-    image_data_url,
     inline_report,
     render_report,
     summary_table,
 )
-from vocalmine.separation.separate import Separator, load_registered_model
+from vocalmine.separation.scoring import EvaluationResult
+from vocalmine.separation.scoring import evaluate as run_evaluation
+from vocalmine.separation.separate import Separator
 from vocalmine.training.models import SeparationModel, build_model
+from vocalmine.training.registered import load_registered_model
 
+from vocalmine.core.markdown import image_data_url
 from vocalmine.core.settings import get_settings
 
-console = Console(stderr=True, soft_wrap=True)
 UNTRAINED = "untrained"
 
 
 def resolve_model(
     model: str | None, settings_kwargs: dict[str, Any]
 ) -> tuple[SeparationModel | None, str]:
-    """The model to score and its label; ``"untrained[:PRESET]"`` gives fresh weights."""
+    """The model to score and its label: a registered ``NAME[:VERSION]`` (the registry resolves
+    it, :meth:`storage.registry.ModelRegistry.resolve`), or ``"untrained[:PRESET]"`` for fresh
+    weights."""
     if model is None:
         return None, ""
     if model.split(":")[0] == UNTRAINED:
@@ -154,76 +148,3 @@ def publish(result: EvaluationResult, report: Path) -> None:
             )
         except Exception as exc:  # noqa: BLE001 - the dashboard must never fail an evaluation
             get_run_logger().warning("could not publish %s plot: %s", metric, exc)
-
-
-def evaluate_command(
-    dataset: Annotated[
-        Path | None,
-        typer.Argument(help="musdb folder, MIR-1K folder or library manifest (default: MUSDB18-7)"),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="registered NAME[:VERSION], or untrained[:PRESET] for a demo"
-        ),
-    ] = None,
-    variants: Annotated[
-        str,
-        typer.Option(
-            "--post",
-            help="variants, comma-separated: none, binarize[=A], gate[=B], wiener[=N]",
-        ),
-    ] = "none",
-    out_dir: Annotated[
-        Path | None, typer.Option("--out", "-o", help="results folder (default: data dir)")
-    ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="first N tracks only")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
-    baselines: Annotated[
-        bool, typer.Option("--baselines/--no-baselines", help="score MIX and IRM1 too")
-    ] = True,
-    irm_n_fft: Annotated[int, typer.Option("--irm-n-fft", help="IRM1 oracle frame size")] = 4096,
-    irm_hop: Annotated[int, typer.Option("--irm-hop", help="IRM1 oracle hop")] = 1024,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="settings file")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="data folder")] = None,
-) -> None:
-    """Score separations with museval (BSSEval v4, 1 s frames) beside the MIX and IRM1 oracles.
-
-    Without --model only the baselines are scored (a check of the evaluation pipeline).
-    """
-    try:
-        summary = evaluate(
-            dataset=str(dataset) if dataset else None,
-            model=model,
-            variants=[v for v in variants.split(",") if v.strip()],
-            out_dir=str(out_dir) if out_dir else None,
-            limit=limit,
-            device=device,
-            baselines=baselines,
-            irm_n_fft=irm_n_fft,
-            irm_hop=irm_hop,
-            config=str(config) if config else None,
-            data_dir=str(data_dir) if data_dir else None,
-        )
-    except (FileNotFoundError, LookupError, ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {escape(' '.join(str(exc).split()))}")
-        raise typer.Exit(2) from exc
-    print_summary(summary)
-
-
-def print_summary(summary: dict[str, Any]) -> None:
-    """Median SDR/SIR/SAR/NSDR per system and source as a rich table."""
-    from rich.table import Table
-
-    table = Table(title=f"{summary['dataset']} ({len(summary['tracks'])} tracks, median)")
-    for column in ("system", "source", "SDR", "SIR", "SAR", "NSDR"):
-        table.add_column(column)
-    for system, sources in summary["scores"].items():
-        for source, metrics in sources.items():
-            cells = [
-                "–" if metrics.get(m, {}).get("median") is None else f"{metrics[m]['median']:.2f}"
-                for m in ("SDR", "SIR", "SAR", "NSDR")
-            ]
-            table.add_row(system, source, *cells)
-    Console().print(table)
-    console.print(f"report: {summary['files']['report']}")

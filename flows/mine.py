@@ -1,10 +1,10 @@
 """Prefect flow ``mine``: scan → match → fingerprint → verify → align → gain → derive → shard.
 
 A thin composition: the signal processing lives in ``mining/``, the queries in
-``storage/mining_store.py``, the shard format in ``storage/shards.py``. Per-track fingerprinting
-and per-pair processing run on a Dask task runner (a LocalCluster by default, a scheduler
-address for a real cluster). Re-running is cheap and safe: fingerprints are stored once per
-content hash, pairs already in the shard manifest are skipped, and pair processing is claimed in
+``storage/mining_store.py``, the shard format in ``storage/shard_schema.py``. Per-track
+fingerprinting and per-pair processing run on a Dask task runner (a LocalCluster by default, a
+scheduler address for a real cluster). Re-running is cheap and safe: fingerprints are stored once
+per content hash, pairs already in the shard manifest are skipped, and pair processing is claimed in
 the catalog so concurrent runs never do the same pair twice.
 """
 
@@ -14,45 +14,40 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import dask
-import typer
 from distributed import LocalCluster
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.context import get_run_context
 from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL
 from prefect_dask import DaskTaskRunner
 from vocalmine.flows.api_server import temporary_server_url
 from vocalmine.flows.artifacts import publish_counts, publish_histogram
-from vocalmine.flows.runtime import ALLOCATOR_ENV, keep_freed_memory
-from vocalmine.mining.decisions import (
-    CopyGroups,
-    Proposal,
-    TrackFacts,
-    Verdict,
-    conflicting_roles,
-    keep_one_per_group,
-    title_checks,
-    title_facts,
-)
-from vocalmine.mining.fingerprint import (
-    DEFAULT_PARAMS,
-    Fingerprint,
-    FingerprintIndex,
-    candidate_pairs,
-    discover_pairs,
-    find_duplicates,
-    fingerprint,
-    orient_pair,
-    verify_pair,
-)
-from vocalmine.mining.matching import TrackRef, duration_reason, match_titles
+from vocalmine.flows.runtime import ALLOCATOR_ENV, flow_run_id, keep_freed_memory
+from vocalmine.mining.decisions import CopyGroups, TrackFacts, title_facts
+from vocalmine.mining.discovery import discover_pairs, find_duplicates, orient_pair
+from vocalmine.mining.fingerprint_index import FingerprintIndex, candidate_pairs
+from vocalmine.mining.fingerprint_match import verify_pair
+from vocalmine.mining.landmarks import DEFAULT_PARAMS, Fingerprint, fingerprint
+from vocalmine.mining.matching import TrackRef, match_titles
 from vocalmine.mining.pair_pipeline import PairParams, PairResult, process_pair
 from vocalmine.mining.roles import DEFAULT_ROLE_THRESHOLDS
 from vocalmine.mining.scan import scan_library
+from vocalmine.mining.verification import (
+    PairDecision,
+    TrackRejection,
+    copy_groups,
+    decide,
+    discovery_decision,
+    duplicate_rejections,
+    live_pairs,
+    orient_discovery,
+    pairs_to_process,
+    stale_fingerprints,
+    verification_decision,
+)
 from vocalmine.storage import mining_store as store
 from vocalmine.storage.catalog import Catalog, open_catalog
 from vocalmine.storage.locks import (
@@ -62,9 +57,12 @@ from vocalmine.storage.locks import (
     new_owner,
     release_pairs,
 )
-from vocalmine.storage.shards import Segment, ShardWriter, split_for_artist, to_half
+from vocalmine.storage.shard_schema import Segment, to_half
+from vocalmine.storage.shard_writer import ShardWriter
+from vocalmine.storage.splits import split_for_artist
 
 from vocalmine.core.audio import load_audio
+from vocalmine.core.reasons import Reason
 from vocalmine.core.settings import Settings, get_settings
 from vocalmine.core.stft import get_preset
 
@@ -240,13 +238,6 @@ def process_pairs_task(
     return out
 
 
-def _flow_run_id() -> str | None:
-    try:
-        return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
-    except Exception:  # outside a flow run there is no id to record
-        return None
-
-
 def _ref(track: store.TrackRow) -> TrackRef:
     return TrackRef(
         track.id, track.artist, track.title, track.version, track.duration_s, track.path
@@ -291,11 +282,7 @@ def fingerprint_stage(
     """
     logger = get_run_logger()
     hashes = {t.content_hash for t in tracks}
-    stale = {
-        h
-        for h, data in store.load_fingerprints(catalog, hashes).items()
-        if Fingerprint.from_bytes(data).params != DEFAULT_PARAMS
-    }
+    stale = stale_fingerprints(store.load_fingerprints(catalog, hashes))
     store.delete_fingerprints(catalog, stale)
     todo = store.missing_fingerprints(catalog, hashes)
     by_hash = {t.content_hash: t for t in tracks}
@@ -313,7 +300,7 @@ def fingerprint_stage(
                 for t in tracks:
                     if t.content_hash == content_hash:
                         store.reject_track(
-                            catalog, t.id, "decode_error", error or "", "fingerprint", run_id
+                            catalog, t.id, Reason.DECODE_ERROR, error or "", "fingerprint", run_id
                         )
                 continue
             fp = Fingerprint.from_bytes(data)
@@ -330,22 +317,29 @@ def _facts(track: store.TrackRow) -> TrackFacts:
     return TrackFacts(track.id, track.path, track.title, track.version, track.comment)
 
 
-def _copy_groups(
-    catalog: Catalog, duplicates: list[Any], tracks: dict[int, store.TrackRow]
-) -> CopyGroups:
-    """Copy groups from this run's duplicates and every pair ever judged ``same_audio``."""
-    groups = CopyGroups()
-    for dup in duplicates:
-        groups.join(
-            dup.track_id,
-            dup.duplicate_of,
-            f"{dup.evidence} agreement {dup.ratio:.2f}",
+def _apply(catalog: Catalog, decision: PairDecision | None, run_id: int) -> None:
+    """Record a pair decision of :mod:`mining.verification`: evidence, then accept or reject."""
+    if decision is None:
+        return
+    if decision.evidence:
+        store.add_evidence(catalog, decision.pair_id, **decision.evidence)
+    if decision.accepted:
+        store.accept_pair(catalog, decision.pair_id, suspect=decision.suspect, **decision.numbers)
+    else:
+        store.reject_pair(
+            catalog,
+            decision.pair_id,
+            decision.reason or "",
+            decision.detail,
+            decision.stage,
+            run_id,
+            **decision.numbers,
         )
-    for pair in store.all_pairs(catalog):
-        # A rejection, not an accepted pair whose reason holds a same_audio *suspect*.
-        if pair.status == "rejected" and pair.reason == "same_audio" and pair.original_id in tracks:
-            groups.join(pair.original_id, pair.instrumental_id, "judged same_audio")
-    return groups
+
+
+def _reject_tracks(catalog: Catalog, rejections: list[TrackRejection], run_id: int) -> None:
+    for r in rejections:
+        store.reject_track(catalog, r.track_id, r.reason, r.detail, r.stage, run_id)
 
 
 def verify_stage(
@@ -356,12 +350,13 @@ def verify_stage(
     run_id: int,
 ) -> None:
     """Duplicates, fingerprint verification of title candidates, discovery of missed pairs, and
-    the decision of every live proposal with all the evidence (:mod:`mining.decisions`).
+    the decision of every live proposal with all the evidence (:mod:`mining.verification`).
 
     One all-against-all sweep of the fingerprint index feeds both the duplicate search and the
     discovery; title candidates are never called duplicates (their derivation decides).
     """
     logger = get_run_logger()
+    paths = {i: t.path for i, t in tracks.items()}
     index = FingerprintIndex(fps)
     candidates = candidate_pairs(index, threads=min(os.cpu_count() or 1, 8))
     known = [(p.original_id, p.instrumental_id) for p in store.all_pairs(catalog)]
@@ -373,53 +368,13 @@ def verify_stage(
         known=known,
     )
     copy_of = {d.track_id: d.duplicate_of for d in duplicates}
-    for dup in duplicates:
-        store.reject_track(
-            catalog,
-            dup.track_id,
-            "duplicate",
-            f"{tracks[dup.track_id].path}: copy of {tracks[dup.duplicate_of].path} "
-            f"({dup.evidence}, agreement {dup.ratio:.2f})",
-            "fingerprint",
-            run_id,
-        )
+    _reject_tracks(catalog, duplicate_rejections(duplicates, paths), run_id)
     for pair in store.pairs_with_status(catalog, "candidate"):
         original, instrumental = pair.original_id, pair.instrumental_id
         if original not in fps or instrumental not in fps:
             continue
         verdict = verify_pair(fps[original], fps[instrumental])
-        numbers = {
-            "fp_matches": verdict.n_matches,
-            "fp_ratio": verdict.ratio,
-            "offset_s": verdict.offset_s,
-        }
-        store.add_evidence(
-            catalog,
-            pair.id,
-            fingerprints={
-                "votes": verdict.n_matches,
-                "ratio": round(verdict.ratio, 4),
-                "coverage": round(verdict.coverage, 4),
-                "offset_s": round(verdict.offset_s, 4),
-                "suspect": verdict.suspect,
-            },
-        )
-        if verdict.accepted:
-            store.accept_pair(catalog, pair.id, suspect=verdict.suspect, **numbers)
-        else:
-            detail = (
-                f"{verdict.n_matches} hashes agree, ratio {verdict.ratio:.2f}, "
-                f"coverage {verdict.coverage:.2f}"
-            )
-            store.reject_pair(
-                catalog,
-                pair.id,
-                verdict.reason or "fingerprint_mismatch",
-                detail,
-                "fingerprint",
-                run_id,
-                **numbers,
-            )
+        _apply(catalog, verification_decision(pair.id, verdict), run_id)
     found = [
         d
         for d in discover_pairs(index, known=known, candidates=candidates)
@@ -430,52 +385,30 @@ def verify_stage(
         for d in found
     ]
     for disc, future in zip(found, oriented, strict=True):
-        original, instrumental, offset = disc.original_id, disc.instrumental_id, disc.offset_s
-        flipped = future.result() is False
-        if flipped:
-            original, instrumental, offset = instrumental, original, -offset
+        pair = orient_discovery(disc, future.result(), paths)
         pair_id = store.upsert_pair(
             catalog,
-            original,
-            instrumental,
+            pair.original_id,
+            pair.instrumental_id,
             source="fingerprint",
             score=100 * disc.ratio,
             run_id=run_id,
         )
-        store.add_found(
-            catalog,
+        store.add_found(catalog, pair_id, "fingerprint", pair.found)
+        store.add_evidence(catalog, pair_id, orientation=pair.orientation)
+        decision = discovery_decision(
             pair_id,
-            "fingerprint",
-            {
-                "votes": disc.n_matches,
-                "ratio": round(disc.ratio, 4),
-                "reverse_ratio": round(disc.reverse_ratio, 4),
-                "offset_s": round(offset, 4),
-                "suspect": disc.suspect,
-            },
-        )
-        store.add_evidence(
-            catalog,
-            pair_id,
-            orientation={
-                "rule": "audio (spectral excess after alignment)"
-                if future.result() is not None
-                else "fingerprint order (audio undecidable)",
-                "original": tracks[original].path,
-            },
-        )
-        numbers = {"fp_matches": disc.n_matches, "fp_ratio": disc.ratio, "offset_s": offset}
-        reason, detail = duration_reason(
-            _ref(tracks[original]),
-            _ref(tracks[instrumental]),
+            store.pair_status(catalog, pair_id),
+            disc,
+            pair,
+            _ref(tracks[pair.original_id]),
+            _ref(tracks[pair.instrumental_id]),
             settings.max_duration_diff_s,
             settings.max_duration_s,
         )
-        if reason:
-            store.reject_pair(catalog, pair_id, reason, detail or "", "match", run_id, **numbers)
-        elif store.pair_status(catalog, pair_id) == "candidate":
-            store.accept_pair(catalog, pair_id, suspect=disc.suspect, **numbers)
-    decide_stage(catalog, tracks, _copy_groups(catalog, duplicates, tracks), run_id)
+        _apply(catalog, decision, run_id)
+    groups = copy_groups(duplicates, store.all_pairs(catalog), tracks)
+    decide_stage(catalog, tracks, groups, run_id)
     logger.info("fingerprints: %d duplicates, %d pairs discovered", len(duplicates), len(found))
 
 
@@ -483,50 +416,13 @@ def decide_stage(
     catalog: Catalog, tracks: dict[int, store.TrackRow], groups: CopyGroups, run_id: int
 ) -> None:
     """Titles and tags, copy groups and roles over every accepted pair (mined ones stay)."""
-    paths = {i: t.path for i, t in tracks.items()}
-    live = [
-        p
-        for p in store.all_pairs(catalog)
-        if p.status in ("accepted", "mined")
-        and p.original_id in tracks
-        and p.instrumental_id in tracks
-    ]
-    rejected: dict[int, Verdict] = {}
-    titles: dict[int, list[dict[str, object]]] = {}
+    live = live_pairs(store.all_pairs(catalog), tracks)
+    facts = {i: _facts(t) for i, t in tracks.items()}
+    decisions = decide(live, facts, groups)
+    store.add_evidence_many(catalog, decisions.evidence)
     for pair in live:
-        verdict = title_checks(
-            _facts(tracks[pair.original_id]), _facts(tracks[pair.instrumental_id])
-        )
-        titles[pair.id] = verdict.checks
-        if verdict.reason and pair.status == "accepted":
-            rejected[pair.id] = verdict
-    proposals = [
-        Proposal(p.id, p.original_id, p.instrumental_id, p.status, p.source, p.fp_ratio)
-        for p in live
-        if p.id not in rejected
-    ]
-    for pair_id, verdict in {
-        **conflicting_roles(proposals, paths),
-        **keep_one_per_group(proposals, groups, paths),
-    }.items():
-        rejected.setdefault(pair_id, verdict)
-    evidence: dict[int, dict[str, Any]] = {}
-    for pair in live:
-        group = {
-            role: groups.describe(track_id, paths)
-            for role, track_id in (
-                ("original", pair.original_id),
-                ("instrumental", pair.instrumental_id),
-            )
-        }
-        evidence[pair.id] = {
-            "titles": titles[pair.id],
-            "copy_groups": {k: v for k, v in group.items() if v},
-        }
-    store.add_evidence_many(catalog, evidence)
-    for pair in live:
-        verdict = rejected.get(pair.id)
-        if verdict and pair.status == "accepted":
+        verdict = decisions.rejected.get(pair.id)
+        if verdict:
             store.reject_pair(
                 catalog, pair.id, verdict.reason or "", verdict.detail, "decide", run_id
             )
@@ -618,11 +514,7 @@ def process_stage(
     logger = get_run_logger()
     done = writer.done_pairs()
     store.reconcile_mined(catalog, done)
-    pending = [
-        p
-        for p in store.pairs_with_status(catalog, "accepted")
-        if p.id not in done and p.original_id in tracks and p.instrumental_id in tracks
-    ]
+    pending = pairs_to_process(store.pairs_with_status(catalog, "accepted"), done, tracks)
     held = set(claim_pairs(catalog, owner, [p.id for p in pending]))
     pending = [p for p in pending if p.id in held]
     logger.info("processing %d accepted pairs (%d already in the shards)", len(pending), len(done))
@@ -698,7 +590,7 @@ def mine_flow(
     owner = new_owner("mine")
     with exclusive_lock(catalog, f"mine:{settings.shard_root}/{settings.dataset}"):
         clear_stale_claims(catalog, owner)
-        run_id = store.start_run(catalog, library, _flow_run_id())
+        run_id = store.start_run(catalog, library, flow_run_id())
         status = "failed"
         try:
             scan = scan_task(library, settings.catalog_url, settings.hash_bytes)
@@ -737,106 +629,3 @@ def mine_flow(
 def configured_mine_flow(settings: Settings) -> Any:
     """The mine flow on the Dask cluster the settings name (a LocalCluster when none)."""
     return mine_flow.with_options(task_runner=task_runner(settings))
-
-
-def mine_command(
-    library: Annotated[Path, typer.Argument(help="library folder to mine")],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="settings file")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="catalog, shards, models")] = None,
-    catalog_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the catalog")] = None,
-    shard_root: Annotated[str | None, typer.Option(help="shard root (path or fsspec URL)")] = None,
-    dataset: Annotated[str | None, typer.Option(help="shard dataset name")] = None,
-    dask_address: Annotated[
-        str | None, typer.Option(help="Dask scheduler address (default: a LocalCluster)")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="STFT preset: paper or hq")] = None,
-    segment_skip_s: Annotated[
-        float | None, typer.Option(help="seconds skipped at start and end (0 for short clips)")
-    ] = None,
-) -> None:
-    """Mine LIBRARY: scan, match, fingerprint, verify, align, gain, derive vocals, write shards."""
-    from vocalmine.cli import load_settings, print_counts
-
-    settings = load_settings(
-        config,
-        data_dir=data_dir,
-        catalog_url=catalog_url,
-        shard_root=shard_root,
-        dataset=dataset,
-        dask_address=dask_address,
-        dask_workers=workers,
-        stft_preset=preset,
-        segment_skip_s=segment_skip_s,
-    )
-    if not library.is_dir():
-        raise typer.BadParameter(f"{library}: library folder does not exist", param_hint="LIBRARY")
-    totals = configured_mine_flow(settings)(
-        str(library),
-        data_dir=str(settings.data_dir),
-        catalog_url=settings.catalog_url,
-        shard_root=settings.shard_root,
-        dataset=settings.dataset,
-        stft_preset=settings.stft_preset,
-        segment_skip_s=settings.segment_skip_s,
-        config=str(config) if config else None,
-    )
-    for key in ("tracks", "pairs", "rejections", "shards"):
-        print_counts(f"mining: {key}", totals.get(key, {}))
-
-
-def pairs_command(
-    why: Annotated[str, typer.Option("--why", help="pair id or file path to explain")],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="settings file")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="catalog, shards, models")] = None,
-    catalog_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the catalog")] = None,
-) -> None:
-    """Explain every decision about a pair or a file: status, reason code, detail, numbers."""
-    from vocalmine.cli import load_settings
-
-    settings = load_settings(config, data_dir=data_dir, catalog_url=catalog_url)
-    catalog = open_catalog(settings.catalog_url)
-    decisions = store.explain(catalog, why)
-    catalog.dispose()
-    if not decisions:
-        typer.echo(f"{why}: not in the catalog (scan or mine the library first)", err=True)
-        raise typer.Exit(1)
-    for decision in decisions:
-        typer.echo("\n".join(explain_lines(decision)) + "\n")
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items() if v not in (None, [], ""))
-    return str(value)
-
-
-def explain_lines(decision: dict[str, Any]) -> list[str]:
-    """A decision as ``key: value`` lines, then its evidence trail: how the pair was found, how
-    it was oriented, each check with its value and threshold, copy groups, audio figures."""
-    evidence = decision.pop("evidence", None) or {}
-    lines = [f"{k}: {_fmt(v)}" for k, v in decision.items() if v not in (None, [], "")]
-    for how, facts in (evidence.get("found") or {}).items():
-        lines.append(f"found by {how}: {_fmt(facts)}")
-    if evidence.get("fingerprints"):
-        lines.append(f"fingerprint verification: {_fmt(evidence['fingerprints'])}")
-    if evidence.get("orientation"):
-        lines.append(f"orientation: {_fmt(evidence['orientation'])}")
-    for title in evidence.get("titles") or []:
-        name = title.get("check", "title")
-        lines.append(f"{name}: {_fmt({k: v for k, v in title.items() if k != 'check'})}")
-    for role, group in (evidence.get("copy_groups") or {}).items():
-        lines.append(f"copy group of the {role}: {_fmt(group)}")
-    for check in evidence.get("checks") or []:
-        mark = "pass" if check.get("passed") else "FAIL"
-        lines.append(
-            f"check {check.get('check')}: {_fmt(check.get('value'))} "
-            f"({check.get('rule')} {_fmt(check.get('threshold'))}) {mark}"
-        )
-    if evidence.get("audio"):
-        lines.append(f"audio: {_fmt(evidence['audio'])}")
-    return lines

@@ -19,6 +19,8 @@ import ctypes
 import ctypes.util
 from functools import cache
 
+from prefect.context import FlowRunContext
+
 #: Freed memory a process keeps for reuse, and the size from which blocks get their own mapping.
 KEEP_BYTES = 1 << 30
 
@@ -50,3 +52,9 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES) and mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES))
+
+
+def flow_run_id() -> str | None:
+    """The id of the Prefect flow run this code runs in; None outside a flow run."""
+    context = FlowRunContext.get()
+    return str(context.flow_run.id) if context is not None and context.flow_run else None

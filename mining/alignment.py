@@ -42,9 +42,7 @@ import numpy as np
 from scipy.signal import correlate
 
 from vocalmine.core.audio import resample
-
-MISALIGNED = "misaligned"
-DRIFT = "drift"
+from vocalmine.core.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -143,14 +141,6 @@ def _coarse_lag(mix_low: np.ndarray, instr_low: np.ndarray, sr: int) -> int:
     c = correlate(_whiten(mix_low), i, mode="full", method="fft")
     lag = int(np.argmax(np.abs(c))) - (len(i) - 1)
     return int(round(lag * sr / LOW_RATE))
-
-
-def coarse_offset(mix: np.ndarray, instr: np.ndarray, sr: int) -> int:
-    """Offset in samples at ``sr`` from a full cross-correlation at 4 kHz (mono, whitened).
-
-    Good to a few samples at ``sr``; :func:`align` refines it at full rate.
-    """
-    return _coarse_lag(_low_rate(mix, sr), _low_rate(instr, sr), sr)
 
 
 def _search(
@@ -300,7 +290,7 @@ def align(
     a = max(0, -(coarse + radius))
     b = min(len(i), len(m) - (coarse - radius))
     if b - a < max(sr // 4, 16):
-        return Alignment(coarse, 1, 0.0, coarse, coarse, sr, MISALIGNED)
+        return Alignment(coarse, 1, 0.0, coarse, coarse, sr, Reason.MISALIGNED)
     width = min(int(p.excerpt_s * sr), (b - a) // 2)
     early, late = _excerpt_starts(i, a, b, width)
     lo, hi = coarse - radius, coarse + radius
@@ -328,18 +318,20 @@ def align(
     best_lag = start_lag if abs(start_ncc) >= abs(end_ncc) else end_lag
     strong = [abs(start_ncc) >= p.min_confidence, abs(end_ncc) >= p.min_confidence]
     if not any(strong):
-        return result(best_lag, _ncc_at(m, i, best_lag), DRIFT if env_drift else MISALIGNED)
+        return result(
+            best_lag, _ncc_at(m, i, best_lag), Reason.DRIFT if env_drift else Reason.MISALIGNED
+        )
     if (
         env_drift
         or not all(strong)
         or abs(start_lag - end_lag) > p.drift_tolerance
         or np.sign(start_ncc) != np.sign(end_ncc)
     ):
-        return result(best_lag, _ncc_at(m, i, best_lag), DRIFT)
+        return result(best_lag, _ncc_at(m, i, best_lag), Reason.DRIFT)
     lags = range(min(start_lag, end_lag) - 1, max(start_lag, end_lag) + 2)
     nccs = [_ncc_at(m, i, lag) for lag in lags]
     k = int(np.argmax(np.abs(nccs)))
-    reason = None if abs(nccs[k]) >= p.min_overall_confidence else MISALIGNED
+    reason = None if abs(nccs[k]) >= p.min_overall_confidence else Reason.MISALIGNED
     return result(lags[k], nccs[k], reason)
 
 

@@ -18,7 +18,7 @@ apply to every proposal, however it was found:
      not contradicts the orientation, and two instrumentals are no pair (``role_mismatch``).
 
 2. **Copy history** (:class:`CopyGroups`). Tracks known to be one recording — equal content
-   hashes, near-total fingerprint agreement (:func:`mining.fingerprint.find_duplicates`), or a
+   hashes, near-total fingerprint agreement (:func:`mining.discovery.find_duplicates`), or a
    pair already judged ``same_audio`` in this or an earlier run — form a copy group. Two sides
    in one group are ``same_audio``. A group contributes one original (and one instrumental): of
    all proposals between the same two groups one is kept — already mined first, then accepted,
@@ -40,11 +40,7 @@ from dataclasses import dataclass, field
 
 from vocalmine.mining.titles import ParsedTitle, parse_title
 
-A_CAPPELLA = "a_cappella"
-OTHER_VERSION = "other_version"
-ROLE_MISMATCH = "role_mismatch"
-DUPLICATE = "duplicate"
-SAME_AUDIO = "same_audio"
+from vocalmine.core.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -109,25 +105,27 @@ def title_checks(original: TrackFacts, instrumental: TrackFacts) -> Verdict:
     for role, facts, track in (("original", o, original), ("instrumental", i, instrumental)):
         if facts.a_cappella:
             return Verdict(
-                A_CAPPELLA,
+                Reason.A_CAPPELLA,
                 f"the {role} {track.path} is an a cappella version (title or tags say so)",
                 checks,
             )
     if o.other_versions != i.other_versions:
         which = ", ".join(sorted(set(o.other_versions) ^ set(i.other_versions)))
         return Verdict(
-            OTHER_VERSION,
+            Reason.OTHER_VERSION,
             f"different versions: {which} on one side only "
             f"(original {list(o.other_versions)}, instrumental {list(i.other_versions)})",
             checks,
         )
     if o.instrumental and i.instrumental:
         return Verdict(
-            ROLE_MISMATCH, f"titles say both sides are instrumentals ('{o.instrumental}')", checks
+            Reason.ROLE_MISMATCH,
+            f"titles say both sides are instrumentals ('{o.instrumental}')",
+            checks,
         )
     if o.instrumental:
         return Verdict(
-            ROLE_MISMATCH,
+            Reason.ROLE_MISMATCH,
             f"the proposed original {original.path} is titled as an instrumental "
             f"('{o.instrumental}') and the proposed instrumental is not",
             checks,
@@ -204,7 +202,7 @@ def keep_one_per_group(
         ro, ri = groups.root(p.original_id), groups.root(p.instrumental_id)
         if ro == ri:
             out[p.pair_id] = Verdict(
-                SAME_AUDIO,
+                Reason.SAME_AUDIO,
                 f"{paths.get(p.original_id)} and {paths.get(p.instrumental_id)} are copies of "
                 "one recording (same copy group)",
             )
@@ -216,7 +214,7 @@ def keep_one_per_group(
         kept, *others = sorted(group, key=_preference)
         for p in others:
             out[p.pair_id] = Verdict(
-                DUPLICATE,
+                Reason.DUPLICATE,
                 f"the same recordings as pair {kept.pair_id} "
                 f"({paths.get(kept.original_id)} + {paths.get(kept.instrumental_id)}): "
                 "a copy group contributes one original and one instrumental",
@@ -248,6 +246,6 @@ def conflicting_roles(
                     f"the original of {paths.get(b)}, which are a pair themselves: it is a copy "
                     "of one of them"
                 )
-                out[a_pair.pair_id] = Verdict(DUPLICATE, detail)
-                out[b_pair.pair_id] = Verdict(DUPLICATE, detail)
+                out[a_pair.pair_id] = Verdict(Reason.DUPLICATE, detail)
+                out[b_pair.pair_id] = Verdict(Reason.DUPLICATE, detail)
     return out

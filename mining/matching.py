@@ -35,6 +35,8 @@ import numpy as np
 from rapidfuzz import fuzz, process
 from vocalmine.mining.titles import ParsedTitle, normalize_artist, parse_title
 
+from vocalmine.core.reasons import Reason
+
 __all__ = [
     "CandidatePair",
     "MatchReport",
@@ -78,7 +80,7 @@ class UnmatchedTrack:
     """A track with an instrumental marker and no original (``reason='no_counterpart'``)."""
 
     track_id: int
-    reason: str = "no_counterpart"
+    reason: str = Reason.NO_COUNTERPART
     detail: str | None = None
 
 
@@ -114,11 +116,11 @@ def duration_reason(
     """The duration filter's (reason, detail) for one pair, or ``(None, None)`` when it passes."""
     for role, track in (("original", original), ("instrumental", instrumental)):
         if track.duration_s is not None and track.duration_s > max_s:
-            return "too_long", f"{role} is {track.duration_s:.1f} s > {max_s:g} s"
+            return Reason.TOO_LONG, f"{role} is {track.duration_s:.1f} s > {max_s:g} s"
     if original.duration_s is not None and instrumental.duration_s is not None:
         diff = abs(original.duration_s - instrumental.duration_s)
         if diff > max_diff_s:
-            return "duration_mismatch", f"durations differ by {diff:.1f} s > {max_diff_s:g} s"
+            return Reason.DURATION_MISMATCH, f"durations differ by {diff:.1f} s > {max_diff_s:g} s"
     return None, None
 
 
@@ -222,7 +224,7 @@ def match_titles(
         candidates = found.get(i)
         if not candidates:
             detail = "no title" if not inst.title.base else f"no original for '{inst.title.base}'"
-            unmatched.append(UnmatchedTrack(inst.track.id, "no_counterpart", detail))
+            unmatched.append(UnmatchedTrack(inst.track.id, Reason.NO_COUNTERPART, detail))
             continue
         judged = [
             (

@@ -31,8 +31,6 @@ from vocalmine.mining.alignment import Alignment, AlignParams, align, apply_alig
 from vocalmine.mining.loudness import Gain, match_gain
 from vocalmine.mining.roles import (
     DEFAULT_ROLE_THRESHOLDS,
-    IMPLAUSIBLE_GAIN,
-    ROLE_MISMATCH,
     Check,
     RoleThresholds,
     check_gain,
@@ -41,15 +39,11 @@ from vocalmine.mining.roles import (
     role_features,
 )
 from vocalmine.mining.segments import SegmentPatch, SegmentPolicy, cut_segments
-from vocalmine.mining.vocals import MIN_VOCAL_RATIO_DB, NO_VOCALS, derive, vocal_activity_db
+from vocalmine.mining.vocals import MIN_VOCAL_RATIO_DB, derive, vocal_activity_db
 
 from vocalmine.core.audio import AudioError, load_audio, resample
+from vocalmine.core.reasons import Reason
 from vocalmine.core.stft import STFTPreset, get_preset
-
-DECODE_ERROR = "decode_error"
-TOO_SHORT = "too_short"
-FINGERPRINT_MISMATCH = "fingerprint_mismatch"
-SAME_AUDIO = "same_audio"
 
 
 @dataclass(frozen=True)
@@ -137,7 +131,7 @@ def process_pair(
     ``coarse_offset_s`` follows :mod:`mining.alignment`'s sign convention (where the
     instrumental's start lies in the mix, seconds). Reasons: ``decode_error``, ``misaligned``,
     ``drift``, ``no_vocals``, ``too_short`` (no patch fits, even without the skip).
-    ``suspect`` (from :attr:`mining.fingerprint.Verdict.suspect`) names what the fingerprints
+    ``suspect`` (from :attr:`mining.fingerprint_match.Verdict.suspect`) names what the fingerprints
     could not rule out; the derivation confirms it with that reason: a ``fingerprint_mismatch``
     suspect that does not align, a ``same_audio`` suspect that leaves no vocals. Also
     ``implausible_gain`` and ``role_mismatch`` (see :mod:`mining.roles`); ``vouched`` when the
@@ -159,7 +153,7 @@ def process_pair(
         mix, sr = load_audio(original_path)
         instr, _ = load_audio(instrumental_path, sr=sr)
     except AudioError as exc:
-        return PairResult(reason=DECODE_ERROR, detail=str(exc), metrics=metrics)
+        return PairResult(reason=Reason.DECODE_ERROR, detail=str(exc), metrics=metrics)
     lap("load")
     metrics["duration_s"] = mix.shape[1] / sr
 
@@ -182,8 +176,8 @@ def process_pair(
             f"at {sr} Hz; peaks {alignment.start_confidence:.3f}, {alignment.end_confidence:.3f}"
         )
         reason = alignment.reason
-        if suspect == FINGERPRINT_MISMATCH:
-            reason = FINGERPRINT_MISMATCH
+        if suspect == Reason.FINGERPRINT_MISMATCH:
+            reason = Reason.FINGERPRINT_MISMATCH
             detail = f"fingerprints nearly failed and the audio does not align ({detail})"
         return PairResult(reason, detail, alignment, sample_rate=sr, metrics=metrics)
 
@@ -201,7 +195,7 @@ def process_pair(
             f"±{p.roles.max_gain_db:g} dB: one side is not the other's accompaniment"
         )
         return PairResult(
-            IMPLAUSIBLE_GAIN,
+            Reason.IMPLAUSIBLE_GAIN,
             detail,
             alignment,
             gain,
@@ -226,9 +220,9 @@ def process_pair(
     )
     if activity < p.min_vocal_ratio_db:
         detail = f"loud frames' vocal share {activity:.1f} dB < {p.min_vocal_ratio_db:.1f} dB"
-        reason = NO_VOCALS
-        if suspect == SAME_AUDIO:
-            reason = SAME_AUDIO
+        reason = Reason.NO_VOCALS
+        if suspect == Reason.SAME_AUDIO:
+            reason = Reason.SAME_AUDIO
             detail = f"fingerprints agree near-totally and {detail}: the two are one recording"
         return PairResult(
             reason, detail, alignment, gain, sample_rate=sr, metrics=metrics, checks=checks
@@ -240,7 +234,13 @@ def process_pair(
     if not all(c.passed for c in role_checks):
         detail = f"the instrumental is not the accompaniment: {failed_detail(role_checks)}"
         return PairResult(
-            ROLE_MISMATCH, detail, alignment, gain, sample_rate=sr, metrics=metrics, checks=checks
+            Reason.ROLE_MISMATCH,
+            detail,
+            alignment,
+            gain,
+            sample_rate=sr,
+            metrics=metrics,
+            checks=checks,
         )
 
     policy = SegmentPolicy(
@@ -255,7 +255,13 @@ def process_pair(
     if not segments:
         detail = f"{derived.frames} frames leave no {spec.patch_frames}-frame patch"
         return PairResult(
-            TOO_SHORT, detail, alignment, gain, sample_rate=sr, metrics=metrics, checks=checks
+            Reason.TOO_SHORT,
+            detail,
+            alignment,
+            gain,
+            sample_rate=sr,
+            metrics=metrics,
+            checks=checks,
         )
     result = PairResult(None, None, alignment, gain, segments, sr, metrics, checks)
     metrics["quality"] = result.quality or 0.0

@@ -36,9 +36,6 @@ from dataclasses import dataclass
 import numpy as np
 from vocalmine.mining.vocals import LOW_BAND_HZ, Derived
 
-ROLE_MISMATCH = "role_mismatch"
-IMPLAUSIBLE_GAIN = "implausible_gain"
-
 _EPS = 1e-20
 
 

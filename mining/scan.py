@@ -22,6 +22,7 @@ from sqlalchemy import select
 from vocalmine.storage.catalog import Catalog, Track, utcnow
 
 from vocalmine.core.audio import AUDIO_SUFFIXES, AudioError, load_audio, probe, read_tags
+from vocalmine.core.reasons import Reason
 
 HASH_CHUNK = 1 << 20
 _TRACK_NUMBER = re.compile(r"^\s*\d{1,3}\s*(?:[.\-_)]\s*)?(?=\S)")
@@ -84,7 +85,9 @@ def parse_filename(path: str | os.PathLike[str]) -> dict[str, str]:
 def describe_file(path: str, size: int, mtime: float, hash_bytes: int = 0) -> FileFacts:
     """Read one file's tags, header and hash; any problem becomes an error reason."""
     if size == 0:
-        return FileFacts(path, size, mtime, None, {}, "zero_length", f"{path}: zero-length file")
+        return FileFacts(
+            path, size, mtime, None, {}, Reason.ZERO_LENGTH, f"{path}: zero-length file"
+        )
     try:
         content_hash = hash_file(path, hash_bytes)
         info = probe(path)
@@ -93,19 +96,25 @@ def describe_file(path: str, size: int, mtime: float, hash_bytes: int = 0) -> Fi
         load_audio(path, offset_s=tail, duration_s=1.0)
     except PermissionError as exc:
         return FileFacts(
-            path, size, mtime, None, {}, "permission_denied", f"{path}: {exc.strerror}"
+            path, size, mtime, None, {}, Reason.PERMISSION_DENIED, f"{path}: {exc.strerror}"
         )
     except OSError as exc:
-        return FileFacts(path, size, mtime, None, {}, "unreadable", f"{path}: {exc.strerror}")
+        return FileFacts(path, size, mtime, None, {}, Reason.UNREADABLE, f"{path}: {exc.strerror}")
     except AudioError as exc:
-        reason = "not_audio" if "not an audio file" in exc.reason else "decode_error"
+        reason = Reason.NOT_AUDIO if "not an audio file" in exc.reason else Reason.DECODE_ERROR
         if "no audio samples" in exc.reason:
-            reason = "truncated"
+            reason = Reason.TRUNCATED
         return FileFacts(path, size, mtime, None, {}, reason, str(exc))
     stat = os.stat(path)
     if stat.st_size != size or stat.st_mtime != mtime:
         return FileFacts(
-            path, size, mtime, None, {}, "changed_during_scan", f"{path}: file changed while read"
+            path,
+            size,
+            mtime,
+            None,
+            {},
+            Reason.CHANGED_DURING_SCAN,
+            f"{path}: file changed while read",
         )
     from_name = parse_filename(path)
     tag_source = "tags" if tags.get("title") else "filename"
@@ -157,24 +166,24 @@ def walk_library(root: Path) -> Iterator[tuple[str, os.stat_result | None, str |
         try:
             stat = folder.stat()
         except OSError as exc:
-            yield str(folder), None, f"unreadable: {exc.strerror}"
+            yield str(folder), None, f"{Reason.UNREADABLE}: {exc.strerror}"
             continue
         key = (stat.st_dev, stat.st_ino)
         if key in visited:
-            yield str(folder), None, "symlink_loop"
+            yield str(folder), None, Reason.SYMLINK_LOOP
             continue
         visited.add(key)
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except PermissionError:
-            yield str(folder), None, "permission_denied"
+            yield str(folder), None, Reason.PERMISSION_DENIED
             continue
         except OSError as exc:
-            yield str(folder), None, f"unreadable: {exc.strerror}"
+            yield str(folder), None, f"{Reason.UNREADABLE}: {exc.strerror}"
             continue
         for entry in entries:
             if not _utf8(entry.path):
-                yield _printable(entry.path), None, "bad_filename"
+                yield _printable(entry.path), None, Reason.BAD_FILENAME
                 continue
             try:
                 if entry.is_dir():
@@ -182,9 +191,9 @@ def walk_library(root: Path) -> Iterator[tuple[str, os.stat_result | None, str |
                 elif entry.is_file() and Path(entry.name).suffix.lower() in AUDIO_SUFFIXES:
                     yield entry.path, entry.stat(), None
                 elif entry.is_symlink() and not os.path.exists(entry.path):
-                    yield entry.path, None, "broken_symlink"
+                    yield entry.path, None, Reason.BROKEN_SYMLINK
             except OSError as exc:
-                yield entry.path, None, f"unreadable: {exc.strerror}"
+                yield entry.path, None, f"{Reason.UNREADABLE}: {exc.strerror}"
 
 
 def _utf8(path: str) -> bool:

@@ -21,7 +21,7 @@ Policy (DESIGN.md, "Vocal derivation and segments"), all of it in :class:`Segmen
   ``hq`` song is ~100 MB per spectrogram), only a padded last patch is a new array.
 
 Patches are :class:`SegmentPatch` dataclasses whose field names match the shard contract's
-``storage.shards.Segment`` (``segment_index``, ``start_s``, ``quality``, ``mix``,
+``storage.shard_schema.Segment`` (``segment_index``, ``start_s``, ``quality``, ``mix``,
 ``instrumental``, ``vocals``); the flow adds ``pair_id``, ``artist`` and ``split``.
 """
 

@@ -41,7 +41,6 @@ import numpy as np
 from vocalmine.core.audio import resample
 from vocalmine.core.stft import STFTPreset, istft, magnitude, stft, to_preset_channels
 
-NO_VOCALS = "no_vocals"
 MIN_VOCAL_RATIO_DB = -15.0
 #: Upper edge of the band where singing has little energy and bass and kick most of theirs.
 LOW_BAND_HZ = 120.0
@@ -174,11 +173,6 @@ def vocal_activity_db(derived: Derived, percentile: float = 90.0) -> float:
         return float("-inf")
     ratio = 10 * np.log10((e_v[loud] + _EPS) / e_m[loud])
     return float(np.percentile(ratio, percentile))
-
-
-def check_vocals(derived: Derived, min_vocal_ratio_db: float = MIN_VOCAL_RATIO_DB) -> str | None:
-    """``"no_vocals"`` when the loud frames' vocal share stays below ``min_vocal_ratio_db``."""
-    return NO_VOCALS if vocal_activity_db(derived) < min_vocal_ratio_db else None
 
 
 def reconstruct_vocals(mix: np.ndarray, vocals_mag: np.ndarray, preset: STFTPreset) -> np.ndarray:

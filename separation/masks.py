@@ -1,4 +1,4 @@
-"""Ratio masks (thesis seeds/003 eq. 1.1–1.5) and their mapping onto the input's full-band STFT.
+"""Ratio masks (Prétet 2018 eq. 1.1–1.5) and their mapping onto the input's full-band STFT.
 
 The model sees a low-rate, low-resolution spectrogram (8192 Hz for ``paper``: 0–4 kHz, 8 Hz bins,
 94 ms hop). Its two source masks become ratio masks ``M_v = V_v / (V_v + V_a)`` and

@@ -1,4 +1,4 @@
-"""The thesis's three post-processing options (seeds/003 §4.4.3), and what each one trades.
+"""The thesis's three post-processing options (Prétet 2018 §4.4.3), and what each one trades.
 
 BSSEval splits the error of an estimate into interference (the other source leaking in; SIR) and
 artifacts (distortion the separation itself made; SAR). Each option moves along that trade-off:
@@ -28,7 +28,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class GateSettings:
-    """Vocal energy gate: ``threshold`` is *b*, ``min_silence_s`` is *a* (seeds/003 §4.4.3)."""
+    """Vocal energy gate: ``threshold`` is *b*, ``min_silence_s`` is *a* (Prétet 2018 §4.4.3)."""
 
     threshold: float = 0.2
     min_silence_s: float = 1.0

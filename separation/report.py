@@ -8,7 +8,6 @@ publishes the same table, report and plots as Prefect artifacts.
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +16,12 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from vocalmine.separation.evaluate import SOURCES, EvaluationResult  # noqa: E402
+from vocalmine.separation.scoring import EvaluationResult  # noqa: E402
+from vocalmine.training.models.base import SOURCES  # noqa: E402
+
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
+from vocalmine.core.markdown import image_data_url  # noqa: E402
+from vocalmine.core.markdown import markdown_table as _markdown_table  # noqa: E402
 
 TABLE_METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR", "NSDR")
 PLOT_METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR")
@@ -37,20 +41,15 @@ def summary_table(result: EvaluationResult) -> pd.DataFrame:
     return table.reset_index()
 
 
+def _two_decimals(value: object) -> str:
+    if isinstance(value, float):
+        return "–" if pd.isna(value) else f"{value:.2f}"
+    return str(value)
+
+
 def markdown_table(table: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table, two decimals, '–' for undefined values."""
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    lines = [header, rule]
-    for row in table.itertuples(index=False):
-        cells = []
-        for value in row:
-            if isinstance(value, float):
-                cells.append("–" if pd.isna(value) else f"{value:.2f}")
-            else:
-                cells.append(str(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """A DataFrame as a GitHub-flavoured markdown table, two decimals, '–' for undefined values."""
+    return _markdown_table(table.itertuples(index=False), table.columns, _two_decimals)
 
 
 def box_plots(result: EvaluationResult, out_dir: Path) -> dict[str, Path]:
@@ -108,16 +107,7 @@ def render_report(result: EvaluationResult, out_dir: str | Path) -> Path:
         lines.append("")
     lines += ["## Distributions over tracks", ""]
     lines += [f"![{metric}]({path.name})" for metric, path in plots.items()]
-    path = out / "report.md"
-    tmp = out / ".report.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def image_data_url(path: Path) -> str:
-    """A PNG file as a ``data:`` URL, for Prefect image artifacts and inline markdown."""
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
 
 
 def inline_report(report: Path) -> str:

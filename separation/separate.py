@@ -364,31 +364,3 @@ def output_dir_for(path: Path, out_root: Path) -> Path:
         else:
             break
     return out_root / (name or path.name)
-
-
-DEFAULT_MODEL = "vocalmine"
-
-
-def parse_model_spec(spec: str | None) -> tuple[str, int | None]:
-    """``"NAME[:VERSION]"`` → ``(name, version)``; ``None`` means the default model's current."""
-    if not spec:
-        return DEFAULT_MODEL, None
-    name, _, version = spec.partition(":")
-    if version and not version.lstrip("v").isdigit():
-        raise ValueError(f"--model {spec}: version must be a number, as in NAME:3")
-    return name or DEFAULT_MODEL, int(version.lstrip("v")) if version else None
-
-
-def load_registered_model(
-    spec: str | None, model_root: str, catalog_url: str
-) -> tuple[SeparationModel, dict[str, object]]:
-    """The registry's model for ``NAME[:VERSION]`` (current version when none is given)."""
-    from vocalmine.storage.catalog import open_catalog
-    from vocalmine.storage.registry import ModelRegistry
-
-    name, version = parse_model_spec(spec)
-    catalog = open_catalog(catalog_url)
-    try:
-        return ModelRegistry(model_root, catalog).load(name, version)
-    finally:
-        catalog.dispose()

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +25,15 @@ import lameenc
 import numpy as np
 import soundfile as sf
 
-from vocalmine.core.audio import SNDFILE_SUFFIXES, AudioError, probe
+from vocalmine.core.atomic import commit_temp, temp_beside
+from vocalmine.core.audio import (
+    SNDFILE_SUFFIXES,
+    AudioError,
+    ffmpeg_decode_command,
+    ffmpeg_error,
+    probe,
+    require_ffmpeg,
+)
 
 OutputFormat = Literal["wav", "flac", "mp3"]
 MP3_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000}
@@ -50,7 +56,14 @@ class AudioStream:
             try:
                 self._sndfile = sf.SoundFile(self.path)
             except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-                raise AudioError(self.path, f"cannot decode audio ({exc})") from exc
+                # libsndfile says "File does not exist" of data it cannot parse (a text file
+                # named .mp3); the file was just found, so name the true cause
+                reason = getattr(exc, "error_string", None) or str(exc)
+                if "does not exist" in reason:
+                    reason = f"no {self.path.suffix.lstrip('.').upper()} audio found in it"
+                raise AudioError(
+                    self.path, f"not audio, or damaged: cannot decode it ({reason.rstrip('.')})"
+                ) from exc
             self.sample_rate = int(self._sndfile.samplerate)
             self.channels = int(self._sndfile.channels)
             self.frames = int(self._sndfile.frames)
@@ -61,19 +74,14 @@ class AudioStream:
             self._open_ffmpeg()
 
     def _open_ffmpeg(self) -> None:
-        if shutil.which("ffmpeg") is None:
-            raise AudioError(
-                self.path, "needs ffmpeg to decode this format, and it is not installed"
-            )
+        require_ffmpeg(self.path)
         info = probe(self.path)
         self.sample_rate, self.channels, self.duration_s = (
             info.sample_rate,
             info.channels,
             info.duration_s,
         )
-        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(self.path), "-map", "0:a:0"]
-        cmd += ["-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(self.channels)]
-        cmd += ["-ar", str(self.sample_rate), "-"]
+        cmd = ffmpeg_decode_command(self.path, channels=self.channels, sample_rate=self.sample_rate)
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def read(self, frames: int) -> np.ndarray:
@@ -98,8 +106,7 @@ class AudioStream:
         assert self._proc is not None and self._proc.stderr is not None
         code = self._proc.wait()
         if code != 0:
-            lines = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
-            raise AudioError(self.path, f"ffmpeg cannot decode it ({lines[-1] if lines else code})")
+            raise ffmpeg_error(self.path, self._proc.stderr.read(), code)
 
     def blocks(self, size: int) -> Iterator[np.ndarray]:
         """Consecutive non-overlapping blocks of ``size`` samples (the last may be shorter)."""
@@ -137,13 +144,6 @@ class AudioStream:
         self.close()
 
 
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 class StemWriter:
     """Stream a stem into ``path``: a temp file beside it, renamed into place by :meth:`commit`."""
 
@@ -166,12 +166,7 @@ class StemWriter:
                 self.path,
                 f"MP3 cannot hold {channels} channels at {sample_rate} Hz; use wav or flac",
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent
-        )
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temp_beside(self.path, ".part")
         self._sndfile: sf.SoundFile | None = None
         self._mp3: lameenc.Encoder | None = None
         self._fh = None
@@ -219,9 +214,7 @@ class StemWriter:
     def commit(self) -> Path:
         """Finish the file and move it to its final name (mode as a new file would get)."""
         self._finish()
-        os.chmod(self._tmp, 0o666 & ~_umask())
-        os.replace(self._tmp, self.path)
-        return self.path
+        return commit_temp(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drop the partial file."""

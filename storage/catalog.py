@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from vocalmine.storage.db_lock import database_lock
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -239,9 +240,10 @@ class Catalog:
         (PostgreSQL advisory lock, or an flock beside a SQLite file) makes the second wait and
         then find the schema current.
         """
-        from vocalmine.storage.locks import exclusive_lock
-
-        with exclusive_lock(self, "catalog-schema-upgrade"), self.engine.begin() as connection:
+        with (
+            database_lock(self.engine, self.url, "catalog-schema-upgrade"),
+            self.engine.begin() as connection,
+        ):
             config = alembic_config(self.url)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

@@ -17,25 +17,27 @@ Two mechanisms, both released by the kernel or the database server when their pr
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import socket
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import or_, select, update
 from vocalmine.storage.catalog import Catalog, Pair
+from vocalmine.storage.db_lock import POLL_S, LockBusy, database_lock, lock_file, lock_number
 
-POLL_S = 0.2
-
-
-class LockBusy(RuntimeError):
-    """Another live process holds the lock."""
+__all__ = [
+    "POLL_S",
+    "LockBusy",
+    "claim_pairs",
+    "clear_stale_claims",
+    "exclusive_lock",
+    "lock_file",
+    "lock_number",
+    "new_owner",
+    "release_pairs",
+]
 
 
 def new_owner(prefix: str = "run") -> str:
@@ -44,87 +46,16 @@ def new_owner(prefix: str = "run") -> str:
     return f"{prefix[:12]}:{host}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def lock_number(key: str) -> int:
-    """A stable signed 64-bit number for ``key`` (PostgreSQL advisory lock id)."""
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def lock_file(catalog_url: str, key: str) -> Path | None:
-    """The flock file for ``key`` beside a SQLite database; None for in-memory databases."""
-    database = make_url(catalog_url).database
-    if not database or database == ":memory:":
-        return None
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).hexdigest()
-    return Path(database).with_name(f"{Path(database).name}.{digest}.lock")
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def _expired(deadline: float | None) -> bool:
-    return deadline is not None and time.monotonic() >= deadline
-
-
 @contextmanager
 def exclusive_lock(catalog: Catalog, key: str, timeout: float | None = None) -> Iterator[None]:
     """Hold the lock named ``key`` for the catalog's database; wait at most ``timeout`` seconds.
 
     ``timeout=None`` waits for ever, ``0`` tries once. Raises :class:`LockBusy` when it expires.
+    (The lock itself is :func:`storage.db_lock.database_lock`, which the catalog's schema
+    upgrade takes too.)
     """
-    backend = catalog.engine.dialect.name
-    if backend == "postgresql":
-        with _advisory_lock(catalog, key, timeout):
-            yield
-    elif backend == "sqlite":
-        with _file_lock(catalog.url, key, timeout):
-            yield
-    else:
-        raise ValueError(f"{catalog.url}: no lock support for the {backend} backend")
-
-
-@contextmanager
-def _advisory_lock(catalog: Catalog, key: str, timeout: float | None) -> Iterator[None]:
-    number = lock_number(key)
-    deadline = _deadline(timeout)
-    with catalog.engine.connect() as connection:
-        while not connection.execute(select(func.pg_try_advisory_lock(number))).scalar_one():
-            connection.rollback()
-            if _expired(deadline):
-                raise LockBusy(f"{key}: another run holds this lock (waited {timeout} s)")
-            time.sleep(POLL_S)
-        connection.commit()
-        try:
-            yield
-        finally:
-            connection.execute(select(func.pg_advisory_unlock(number)))
-            connection.commit()
-
-
-@contextmanager
-def _file_lock(catalog_url: str, key: str, timeout: float | None) -> Iterator[None]:
-    path = lock_file(catalog_url, key)
-    if path is None:  # an in-memory database is private to this process
+    with database_lock(catalog.engine, catalog.url, key, timeout):
         yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = _deadline(timeout)
-    with open(path, "a+b") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError as exc:
-                if _expired(deadline):
-                    raise LockBusy(
-                        f"{key}: another run holds this lock (waited {timeout} s)"
-                    ) from exc
-                time.sleep(POLL_S)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def claim_pairs(catalog: Catalog, owner: str, pair_ids: Iterable[int]) -> list[int]:

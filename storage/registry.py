@@ -4,7 +4,11 @@ Layout: ``<model_root>/<name>/v<version>/model.pt`` (a plain torch ``state_dict`
 ``card.json`` beside it (how to rebuild the model, its training config, the shard manifest it
 trained on, its validation scores, the weights' SHA-256). The catalog's ``ModelRecord`` row
 holds the same facts for queries; ``is_current`` marks the promoted version.
-``load(name)`` without a version gives the current version, else the latest.
+``load_weights(name)`` without a version gives the current version, else the latest.
+
+The registry stores and returns weights and the model's spec only: it never builds a model
+(``training.models.model_from_spec`` does, see :mod:`training.registered`), so storage depends
+on nothing above it.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import hashlib
 import io
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import fsspec
 import torch
-from sqlalchemy import func, select, update
-from vocalmine.storage.catalog import Catalog, ModelRecord
-from vocalmine.storage.shards import atomic_write, open_filesystem
-from vocalmine.training.models import SeparationModel, model_from_spec
+from sqlalchemy import delete, func, select, update
+from vocalmine.storage.catalog import Catalog, ModelRecord, TrainingMetric
+from vocalmine.storage.shard_schema import open_filesystem
+
+from vocalmine.core.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +35,31 @@ WEIGHTS = "model.pt"
 CARD = "card.json"
 
 
+DEFAULT_MODEL = "vocalmine"
+
+
 class RegistryError(LookupError):
     """A model or version that does not exist, or damaged weights; one-line message."""
+
+
+class RegistrableModel(Protocol):
+    """What the registry reads of a model: its weights, its spec and its size."""
+
+    def state_dict(self) -> Mapping[str, torch.Tensor]: ...
+
+    def spec(self) -> dict[str, Any]: ...
+
+    def parameter_count(self) -> int: ...
+
+
+def parse_model_spec(spec: str | None) -> tuple[str, int | None]:
+    """``"NAME[:VERSION]"`` → ``(name, version)``; ``None`` means the default model's current."""
+    if not spec:
+        return DEFAULT_MODEL, None
+    name, _, version = spec.partition(":")
+    if version and not version.lstrip("v").isdigit():
+        raise ValueError(f"--model {spec}: version must be a number, as in NAME:3")
+    return name or DEFAULT_MODEL, int(version.lstrip("v")) if version else None
 
 
 def record_to_dict(record: ModelRecord) -> dict[str, Any]:
@@ -60,7 +89,7 @@ class ModelRegistry:
 
     def register(
         self,
-        model: SeparationModel,
+        model: RegistrableModel,
         *,
         name: str,
         config: dict[str, Any],
@@ -74,6 +103,7 @@ class ModelRegistry:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save(state, buffer)
         weights = buffer.getvalue()
+        spec = model.spec()
         with self.catalog.session() as session:
             latest = session.scalar(
                 select(func.max(ModelRecord.version)).where(ModelRecord.name == name)
@@ -83,7 +113,7 @@ class ModelRegistry:
             card = {
                 "name": name,
                 "version": version,
-                "model": model.spec(),
+                "model": spec,
                 "parameters": model.parameter_count(),
                 "weights": WEIGHTS,
                 "weights_sha256": hashlib.sha256(weights).hexdigest(),
@@ -100,9 +130,9 @@ class ModelRegistry:
                     name=name,
                     version=version,
                     path=self._url(folder),
-                    kind=model.kind,
-                    preset=model.preset.name,
-                    config={**config, "model": model.spec()},
+                    kind=spec["kind"],
+                    preset=spec["preset"],
+                    config={**config, "model": spec},
                     manifest=manifest,
                     metrics=metrics,
                     is_current=False,
@@ -129,10 +159,12 @@ class ModelRegistry:
                 raise RegistryError(f"{self.root}: no {which}model named {name!r} is registered")
             return record_to_dict(record)
 
-    def load(
-        self, name: str, version: int | None = None, *, device: str | torch.device = "cpu"
-    ) -> tuple[SeparationModel, dict[str, Any]]:
-        """The model (in eval mode) and its record; ``version=None`` = current, else latest."""
+    def load_weights(
+        self, name: str, version: int | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The weights (a CPU ``state_dict``) and the record of a version, its card under
+        ``record["card"]`` and the spec to rebuild the model under ``record["card"]["model"]``;
+        ``version=None`` = current, else latest. Checksums are verified."""
         record = self._record(name, version)
         folder = record["path"]
         fs = fsspec.core.url_to_fs(folder)[0] if "://" in folder else self.fs
@@ -145,12 +177,31 @@ class ModelRegistry:
             raise RegistryError(f"{folder}: model files missing ({exc})") from exc
         if hashlib.sha256(weights).hexdigest() != card["weights_sha256"]:
             raise RegistryError(f"{folder}/{card['weights']}: checksum mismatch")
-        model = model_from_spec(card["model"])
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-        model.to(device).eval()
         record["card"] = card
-        return model, record
+        return state, record
+
+    def resolve(self, spec: str | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """:meth:`load_weights` of ``NAME[:VERSION]`` (the default model's current for None)."""
+        name, version = parse_model_spec(spec)
+        return self.load_weights(name, version)
+
+    def record_metrics(self, name: str, version: int, **entries: Any) -> None:
+        """Merge ``entries`` into a version's ``metrics``; an ``evaluations`` entry is appended
+        to that list rather than replacing it."""
+        with self.catalog.session() as session:
+            record = session.scalar(
+                select(ModelRecord).where(ModelRecord.name == name, ModelRecord.version == version)
+            )
+            if record is None:
+                raise RegistryError(f"model {name!r} version {version} is not registered")
+            metrics = dict(record.metrics or {})
+            for key, value in entries.items():
+                if key == "evaluations":
+                    metrics["evaluations"] = [*metrics.get("evaluations", []), value]
+                else:
+                    metrics[key] = value
+            record.metrics = metrics
 
     def promote(self, name: str, version: int) -> None:
         """Make ``version`` the current model of ``name`` (and no other version)."""
@@ -178,3 +229,34 @@ class ModelRegistry:
             if name is not None:
                 query = query.where(ModelRecord.name == name)
             return [record_to_dict(r) for r in session.scalars(query)]
+
+
+def record_training_metrics(
+    catalog: Catalog, model_name: str, run_id: str, rows: Iterable[Mapping[str, Any]]
+) -> int:
+    """Make the catalog's TrainingMetric rows of one run exactly ``rows`` (the run's whole
+    ``metrics.jsonl``: ``split``, ``name``, ``value``, ``step``, ``epoch``).
+
+    The run's earlier rows are replaced, so recording a resumed run again never duplicates a
+    scalar. Returns the number of rows written.
+    """
+    fresh = [
+        TrainingMetric(
+            model_name=model_name,
+            run_id=run_id,
+            step=int(row["step"]),
+            epoch=row.get("epoch"),
+            split=row.get("split"),
+            name=str(row["name"]),
+            value=float(row["value"]),
+        )
+        for row in rows
+    ]
+    with catalog.session() as session:
+        session.execute(
+            delete(TrainingMetric).where(
+                TrainingMetric.model_name == model_name, TrainingMetric.run_id == run_id
+            )
+        )
+        session.add_all(fresh)
+    return len(fresh)

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import lfilter
-from vocalmine.mining.alignment import DRIFT, MISALIGNED, Alignment, align, apply_alignment
+from vocalmine.mining.alignment import Alignment, align, apply_alignment
 
 from tests.mir1k_pairs import LAME_DELAY, load_clip, load_song, mp3_round_trip, offset_pair
 from vocalmine.core.audio import resample
+from vocalmine.core.reasons import Reason
 
 CLIPS = ["amy_10_01", "leon_7_05", "geniusturtle_8_03"]
 
@@ -69,7 +70,7 @@ def test_instrumental_sped_up_half_a_percent_is_drift(mir1k_dir: Path) -> None:
     mix, instr = offset_pair(acc, voc, 2000)
     stretched = resample(instr, sr, int(sr * 1.005))  # played back at sr: 0.5 % slower
     result = align(mix, mp3_round_trip(stretched, sr), sr)
-    assert result.reason == DRIFT
+    assert result.reason == Reason.DRIFT
 
 
 def test_instrumental_time_stretched_by_a_phase_vocoder_is_drift(mir1k_dir: Path) -> None:
@@ -77,7 +78,7 @@ def test_instrumental_time_stretched_by_a_phase_vocoder_is_drift(mir1k_dir: Path
     mix, instr = offset_pair(acc, voc, -700)
     stretched = librosa.effects.time_stretch(instr, rate=1 / 1.005)  # same pitch, 0.5 % longer
     result = align(mix, mp3_round_trip(stretched, sr), sr)
-    assert result.reason == DRIFT
+    assert result.reason == Reason.DRIFT
 
 
 def test_instrumental_with_a_section_cut_out_is_drift(mir1k_dir: Path) -> None:
@@ -86,7 +87,7 @@ def test_instrumental_with_a_section_cut_out_is_drift(mir1k_dir: Path) -> None:
     half = instr.shape[1] // 2
     edited = np.concatenate([instr[:, :half], instr[:, half + int(0.3 * sr) :]], axis=1)
     result = align(mix, edited, sr)
-    assert result.reason == DRIFT
+    assert result.reason == Reason.DRIFT
     assert abs(result.start_offset - result.end_offset) == pytest.approx(0.3 * sr, abs=2)
 
 
@@ -94,7 +95,7 @@ def test_unrelated_instrumental_is_misaligned(mir1k_dir: Path) -> None:
     acc, voc, sr = load_clip(mir1k_dir, "amy_10_01")
     other, _, _ = load_clip(mir1k_dir, "leon_7_05")
     result = align((acc + voc)[None], mp3_round_trip(other[None], sr), sr)
-    assert result.reason == MISALIGNED
+    assert result.reason == Reason.MISALIGNED
     assert result.confidence < 0.2
 
 

@@ -55,7 +55,6 @@ def test_histogram_is_an_inline_png_with_its_bin_counts() -> None:
 def test_empty_plots_say_so_instead_of_failing() -> None:
     assert "No values." in artifacts.histogram_markdown([], "q")
     assert "No values." in artifacts.curves_markdown({"train": []}, "curves")
-    assert "No values." in artifacts.bars_markdown({}, "sdr", "dB")
 
 
 def test_outside_a_run_nothing_is_published() -> None:
@@ -68,7 +67,6 @@ def test_a_flow_publishes_tables_plots_and_decisions() -> None:
         artifacts.publish_counts("mine-counts", "pairs", {"accepted": 2, "rejected": {"drift": 1}})
         artifacts.publish_histogram("label-quality", [0.2, 0.4], "Label quality", bins=4)
         artifacts.publish_curves("training-curves", {"train": [(1, 0.5), (2, 0.3)]}, "Loss")
-        artifacts.publish_bars("evaluation-plot", {"model": 4.2, "MIX": 0.1}, "SDR", "dB")
         artifacts.publish_decision(
             "promotion", {"name": "vocals", "version": 2, "promoted": False, "reason": "worse"}
         )
@@ -91,7 +89,6 @@ def test_a_flow_publishes_tables_plots_and_decisions() -> None:
         "mine-counts",
         "label-quality",
         "training-curves",
-        "evaluation-plot",
         "promotion",
     } <= set(found)
     assert found["mine-counts"]["type"] == "table"

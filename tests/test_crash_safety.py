@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import select
 from vocalmine.flows.dashboard import running_server
 from vocalmine.storage.catalog import Track, open_catalog
-from vocalmine.storage.shards import ShardReader
+from vocalmine.storage.shard_reader import ShardReader
 
 from tests.ops_support import (
     MILESTONES,

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
-from vocalmine.storage.shards import ShardWriter
+from vocalmine.storage.shard_writer import ShardWriter
 from vocalmine.training.augment import AugmentConfig, pitch_shift, time_stretch
 from vocalmine.training.dataset import ShardDataset, shuffle_order
 from vocalmine.training.trainer import LOADER_CONTEXT

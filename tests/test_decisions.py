@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import pytest
 from vocalmine.mining.decisions import (
-    A_CAPPELLA,
-    DUPLICATE,
-    OTHER_VERSION,
-    ROLE_MISMATCH,
-    SAME_AUDIO,
     CopyGroups,
     Proposal,
     TrackFacts,
@@ -16,6 +11,8 @@ from vocalmine.mining.decisions import (
     keep_one_per_group,
     title_checks,
 )
+
+from vocalmine.core.reasons import Reason
 
 MIX = TrackFacts(1, "/lib/Artist/Song.flac", "Song")
 INSTRUMENTAL = TrackFacts(2, "/lib/Artist/Song (Instrumental).mp3", "Song (Instrumental)")
@@ -37,8 +34,8 @@ NEUTRAL = TrackFacts(3, "/lib/Artist/Track 07.wav", "Track 07")
 def test_an_a_cappella_by_title_or_tag_is_rejected_in_both_roles(acappella: TrackFacts) -> None:
     as_instrumental = title_checks(MIX, acappella)
     as_original = title_checks(acappella, INSTRUMENTAL)
-    assert as_instrumental.reason == A_CAPPELLA
-    assert as_original.reason == A_CAPPELLA
+    assert as_instrumental.reason == Reason.A_CAPPELLA
+    assert as_original.reason == Reason.A_CAPPELLA
     assert "/lib/a.flac" in as_instrumental.detail
 
 
@@ -51,17 +48,17 @@ def test_a_plain_pair_passes_and_its_titles_are_evidence() -> None:
 
 def test_a_live_or_remix_on_one_side_only_is_another_version() -> None:
     live = TrackFacts(5, "/lib/Song (Live).flac", "Song (Live)")
-    assert title_checks(live, NEUTRAL).reason == OTHER_VERSION
+    assert title_checks(live, NEUTRAL).reason == Reason.OTHER_VERSION
     remix = TrackFacts(6, "/lib/Song (Club Remix).flac", "Song (Club Remix)")
     remix_inst = TrackFacts(7, "/lib/x.flac", "Song (Club Remix) [Instrumental]")
     assert title_checks(remix, remix_inst).reason is None  # a remix and its own instrumental
-    assert title_checks(MIX, remix_inst).reason == OTHER_VERSION
+    assert title_checks(MIX, remix_inst).reason == Reason.OTHER_VERSION
 
 
 def test_an_original_titled_as_an_instrumental_contradicts_the_orientation() -> None:
-    assert title_checks(INSTRUMENTAL, NEUTRAL).reason == ROLE_MISMATCH
+    assert title_checks(INSTRUMENTAL, NEUTRAL).reason == Reason.ROLE_MISMATCH
     other = TrackFacts(8, "/lib/Song (Karaoke Version).mp3", "Song (Karaoke Version)")
-    assert title_checks(INSTRUMENTAL, other).reason == ROLE_MISMATCH
+    assert title_checks(INSTRUMENTAL, other).reason == Reason.ROLE_MISMATCH
 
 
 def _p(pair_id: int, o: int, i: int, status: str = "accepted", source: str = "title") -> Proposal:
@@ -76,7 +73,7 @@ def test_a_copy_group_contributes_one_original() -> None:
         [_p(10, 9, 2, source="fingerprint"), _p(11, 1, 2, source="title")], groups, paths
     )
     assert set(verdicts) == {10}  # the title pair is kept, the discovered copy goes
-    assert verdicts[10].reason == DUPLICATE
+    assert verdicts[10].reason == Reason.DUPLICATE
     assert "pair 11" in verdicts[10].detail
     assert groups.describe(9, paths) == {
         "members": ["mix.flac", "copy.mp3"],
@@ -99,7 +96,7 @@ def test_two_sides_of_one_copy_group_are_the_same_audio() -> None:
     groups = CopyGroups()
     groups.join(1, 2, "content_hash")
     verdicts = keep_one_per_group([_p(10, 1, 2)], groups, {})
-    assert verdicts[10].reason == SAME_AUDIO
+    assert verdicts[10].reason == Reason.SAME_AUDIO
 
 
 def test_a_copy_judged_same_audio_never_becomes_an_original_of_the_instrumental() -> None:
@@ -108,7 +105,7 @@ def test_a_copy_judged_same_audio_never_becomes_an_original_of_the_instrumental(
     proposals = [_p(10, 1, 3), _p(11, 3, 2, source="fingerprint"), _p(12, 1, 2)]
     verdicts = conflicting_roles(proposals, {1: "mix", 2: "inst", 3: "copy"})
     assert set(verdicts) == {10, 11}
-    assert all(v.reason == DUPLICATE for v in verdicts.values())
+    assert all(v.reason == Reason.DUPLICATE for v in verdicts.values())
     groups = CopyGroups()
     groups.join(1, 3, "judged same_audio")  # an earlier run's verdict on 1→3
     verdicts = keep_one_per_group([_p(11, 3, 2), _p(12, 1, 2, status="mined")], groups, {})

@@ -23,7 +23,7 @@ from vocalmine.core.settings import get_settings
 MINE_CRON = "0 3 1 1 *"  # far away: only the runs the test starts happen
 RETRAIN_CRON = "0 5 1 1 *"
 SERVE = (
-    "import typer; from vocalmine.flows.deployments import serve_command; app = typer.Typer(); "
+    "import typer; from vocalmine.cli.serve import serve_command; app = typer.Typer(); "
     "app.command('serve')(serve_command); app.command('noop')(lambda: None); app()"
 )
 
@@ -42,7 +42,8 @@ def test_deployments_carry_the_configured_schedules_and_library(tmp_path: Path) 
 
 def test_serving_without_a_library_is_a_one_line_error(tmp_path: Path) -> None:
     from typer.testing import CliRunner
-    from vocalmine.flows.deployments import serve_command
+
+    from vocalmine.cli.serve import serve_command
 
     app = typer.Typer()
     app.command("serve")(serve_command)

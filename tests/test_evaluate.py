@@ -15,22 +15,20 @@ import typer
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 from typer.testing import CliRunner
-from vocalmine.flows.evaluate import evaluate_command
-from vocalmine.separation.evaluate import (
-    SOURCES,
+from vocalmine.separation.eval_datasets import (
     EvalTrack,
-    EvaluationResult,
-    evaluate,
-    irm_oracle,
     load_musdb_track,
     manifest_tracks,
     mir1k_tracks,
-    mix_baseline,
     musdb_tracks,
     open_dataset,
 )
+from vocalmine.separation.oracles import irm_oracle, mix_baseline
 from vocalmine.separation.report import render_report, summary_table
+from vocalmine.separation.scoring import EvaluationResult, evaluate
+from vocalmine.training.models.base import SOURCES
 
+from vocalmine.cli.evaluate import evaluate_command
 from vocalmine.testlib.builder import build_library
 
 

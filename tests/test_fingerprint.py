@@ -15,21 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import maximum_filter1d
-from vocalmine.mining.fingerprint import (
-    DEFAULT_PARAMS,
+from vocalmine.mining.discovery import discover_pairs, find_duplicates, orient_pair
+from vocalmine.mining.fingerprint_index import FingerprintIndex, candidate_pairs
+from vocalmine.mining.fingerprint_match import (
     DEFAULT_THRESHOLDS,
-    Fingerprint,
-    FingerprintIndex,
     VerifyThresholds,
-    candidate_pairs,
-    discover_pairs,
-    find_duplicates,
-    fingerprint,
     match,
-    orient_pair,
     verify_pair,
-    window_max,
 )
+from vocalmine.mining.landmarks import DEFAULT_PARAMS, Fingerprint, fingerprint, window_max
 
 from tests.mir1k_pairs import LAME_DELAY, mp3_round_trip
 from vocalmine.core.audio import load_audio, resample

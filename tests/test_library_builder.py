@@ -20,10 +20,10 @@ import pytest
 import typer
 from scipy.signal import correlate
 from typer.testing import CliRunner
-from vocalmine.flows.library import library_build_command
 from vocalmine.mining.scan import parse_filename
 from vocalmine.mining.titles import parse_title
 
+from vocalmine.cli.library import library_build_command
 from vocalmine.core.audio import AudioError, load_audio, probe, read_tags, resample
 from vocalmine.testlib.builder import (
     ALT_A_CAPPELLA_TITLES,

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 from vocalmine.flows.mine import configured_mine_flow
 from vocalmine.storage.catalog import Pair, Rejection, Track, open_catalog
-from vocalmine.storage.shards import read_manifest
+from vocalmine.storage.shard_schema import read_manifest
 
 from vocalmine.cli import register
 from vocalmine.core.audio import load_audio, save_audio

@@ -31,7 +31,7 @@ def conv(cin: int, cout: int) -> int:
 
 
 def unet_parameters(channels_in: int, channels_out: int, width: int = 16, skip: bool = True) -> int:
-    """Parameters of seeds/004's U-Net, counted from its description.
+    """Parameters of Jansson et al. 2017's U-Net, counted from its description.
 
     Encoder: six 5×5 convolutions width → 32·width, each with batch norm (γ and β per channel).
     Decoder: five 5×5 transposed convolutions with batch norm whose inputs, after the first,
@@ -59,7 +59,7 @@ def test_paper_unet_has_the_papers_parameter_count() -> None:
 
 
 def test_stereo_unet_count_is_the_theses_up_to_its_output_layer() -> None:
-    # The thesis (seeds/003 §4.3) reports 9,822,725 parameters for its stereo U-Net. Ours has
+    # The thesis (Prétet 2018 §4.3) reports 9,822,725 parameters for its stereo U-Net. Ours has
     # 9,824,514: the thesis's last decoder layer differs in details it does not give (its count
     # matches a one-channel last layer plus a 4×4 output convolution and no batch norm after the
     # sixth encoder block, as in Deezer's later open-source U-Net). The body is identical.

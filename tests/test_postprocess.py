@@ -1,4 +1,4 @@
-"""Post-processing (seeds/003 §4.4.3) moves the scores the way the docs say, on real audio.
+"""Post-processing (Prétet 2018 §4.4.3) moves the scores the way the docs say, on real audio.
 
 A realistic imperfect estimate is made from a MIR-1K clip's true stems: the ideal ratio mask
 pulled a third of the way towards 0.5 (as a mediocre model leaks the other source). Each option
@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from vocalmine.separation.evaluate import EvalTrack, score_track
+from vocalmine.separation.eval_datasets import EvalTrack
 from vocalmine.separation.masks import FULL_BAND_WINDOW, full_resolution, istft, stft
 from vocalmine.separation.postprocess import (
     GateSettings,
@@ -28,6 +28,7 @@ from vocalmine.separation.postprocess import (
     parse_variant,
     wiener,
 )
+from vocalmine.separation.scoring import score_track
 from vocalmine.separation.separate import Separator
 from vocalmine.training.models import build_model
 

@@ -6,10 +6,11 @@ import math
 from pathlib import Path
 
 import pytest
-from vocalmine.flows.retrain import model_score, retrain_flow, should_promote
+from vocalmine.flows.retrain import retrain_flow
 from vocalmine.storage.catalog import open_catalog
 from vocalmine.storage.registry import ModelRegistry
-from vocalmine.storage.shards import ShardWriter
+from vocalmine.storage.shard_writer import ShardWriter
+from vocalmine.training.promotion import model_score, promotion_reason, should_promote
 
 from tests.test_shards import make_segments
 from vocalmine.core.settings import get_settings
@@ -45,6 +46,13 @@ def test_the_score_is_the_models_median_for_one_source_and_metric() -> None:
     summary = {"scores": {"model": {"vocals": {"SDR": {"median": 4.5}}}, "MIX": {}}}
     assert model_score(summary) == 4.5
     assert math.isnan(model_score(summary, source="accompaniment"))
+
+
+def test_the_promotion_reason_names_both_scores_or_the_first_model() -> None:
+    first = promotion_reason("ops", 1, None, 3.25, None, True, 0.0, "median SDR")
+    assert first == "first model of 'ops': promoted (median SDR 3.25 dB)"
+    worse = promotion_reason("ops", 3, 2, 1.0, 2.5, False, 0.5, "median SDR")
+    assert worse == "v3 does not beat current v2 by more than 0.5 dB: 1.00 vs 2.50 (median SDR)"
 
 
 def _write_shards(data_dir: Path, pairs: range) -> None:

@@ -14,7 +14,6 @@ import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
-from vocalmine.flows.separate import separate_command
 from vocalmine.separation.chunking import (
     ChunkSettings,
     CrossFader,
@@ -36,12 +35,12 @@ from vocalmine.separation.separate import (
     Separator,
     expand_inputs,
     output_dir_for,
-    parse_model_spec,
 )
 from vocalmine.storage.catalog import open_catalog
-from vocalmine.storage.registry import ModelRegistry
+from vocalmine.storage.registry import ModelRegistry, parse_model_spec
 from vocalmine.training.models import build_model
 
+from vocalmine.cli.separate import separate_command
 from vocalmine.core.stft import PRESETS
 
 

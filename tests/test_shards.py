@@ -13,18 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vocalmine.storage.shards import (
+from vocalmine.storage.shard_reader import ShardReader
+from vocalmine.storage.shard_schema import (
     SCHEMA_VERSION,
-    SPLITS,
     Segment,
     ShardError,
-    ShardReader,
-    ShardWriter,
     read_manifest,
     resolve_dataset,
-    split_for_artist,
     to_half,
 )
+from vocalmine.storage.shard_writer import ShardWriter
+from vocalmine.storage.splits import SPLITS, split_for_artist
 
 from vocalmine.core.stft import STFTPreset
 

@@ -1,4 +1,5 @@
-"""The trainer: learning, exact resume, checkpoints, early stopping, DDP on CPU, registration."""
+"""The trainer: learning, exact resume, checkpoints, early stopping, DDP on CPU; the files it
+writes, and the train flow's recording of them (metrics rows, registration)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from sqlalchemy import select
+from vocalmine.flows.train import record_run
 from vocalmine.storage.catalog import Catalog, TrainingMetric
 from vocalmine.storage.registry import ModelRegistry
-from vocalmine.storage.shards import ShardWriter
-from vocalmine.training.ddp import launch, torchrun_command
-from vocalmine.training.trainer import TrainConfig, train
+from vocalmine.storage.shard_writer import ShardWriter
+from vocalmine.training.launch import launch, torchrun_command
+from vocalmine.training.registered import load_model
+from vocalmine.training.trainer import TrainConfig, read_metrics, train
 
 from tests.test_shards import TINY, make_segments
 
@@ -60,37 +63,59 @@ def config(shards: str, run_dir: Path, **overrides: object) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def test_training_lowers_the_validation_loss_and_registers_the_best_model(
+def test_training_lowers_the_validation_loss_and_the_flow_registers_the_best_model(
     shards: str, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    cfg = config(
-        shards,
-        tmp_path / "run",
-        max_steps=12,
-        model_root=str(tmp_path / "models"),
-        catalog_url=url,
-        tensorboard=True,
-        dropout=0.0,
-    )
+    run = tmp_path / "run"
+    cfg = config(shards, run, max_steps=12, tensorboard=True, dropout=0.0)
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
     result = train(cfg)
     assert result["steps"] == 12 and result["epochs"] == 3 and len(result["losses"]) == 12
-    assert result["version"] == 1
+    # The trainer writes files only: metrics.jsonl, TensorBoard, checkpoints, result.json.
+    assert "version" not in result and not (tmp_path / "catalog.db").exists()
+    written = read_metrics(run)
+    val_l1 = [r["value"] for r in written if r["split"] == "valid" and r["name"] == "l1"]
+    assert len(val_l1) == 3 and val_l1[-1] < val_l1[0]
+    assert [r["step"] for r in written if r["name"] == "steps_per_s"] == list(range(1, 13))
+    assert result["best_checkpoint"] == str(run / "checkpoints" / "best.pt")
+    assert list((run / "tensorboard").iterdir())
+
+    recorded = record_run(run, catalog_url=url, model_root=str(tmp_path / "models"))
+    assert recorded["version"] == 1
     catalog = Catalog(url)
     with catalog.session() as session:
         rows = session.scalars(select(TrainingMetric).where(TrainingMetric.split == "valid"))
-        val_l1 = [r.value for r in rows if r.name == "l1"]
-    assert len(val_l1) == 3 and val_l1[-1] < val_l1[0]
-    model, record = ModelRegistry(str(tmp_path / "models"), catalog).load("tiny")
+        assert [r.value for r in rows if r.name == "l1"] == val_l1
+    model, record = load_model(ModelRegistry(str(tmp_path / "models"), catalog), "tiny")
     assert record["metrics"]["val_l1"] == pytest.approx(min(val_l1))
     assert record["metrics"]["best_step"] == 4 * (1 + val_l1.index(min(val_l1)))
     assert record["manifest"]["counts"]["rows"] == 28 and "sha256" in record["manifest"]
     assert record["config"]["width"] == 4 and model.width == 4
-    assert list((tmp_path / "run" / "tensorboard").iterdir())
-    assert json.loads((tmp_path / "run" / "result.json").read_text())["version"] == 1
-    again = train(cfg)  # a finished run started again registers nothing new
-    assert again["version"] == 1 and again["losses"] == result["losses"]
+    assert json.loads((run / "result.json").read_text())["version"] == 1
+
+    again = train(cfg)  # a finished run started again trains and logs nothing new ...
+    assert again["losses"] == result["losses"] and read_metrics(run) == written
+    recorded = record_run(run, catalog_url=url, model_root=str(tmp_path / "models"))
+    assert recorded["version"] == 1  # ... and registers nothing new, nor duplicates a row
     assert len(ModelRegistry(str(tmp_path / "models"), catalog).list("tiny")) == 1
+    with catalog.session() as session:
+        assert len(session.scalars(select(TrainingMetric)).all()) == len(written)
+
+
+def test_a_resumed_run_logs_each_step_once(shards: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(config(shards, run, max_steps=6, checkpoint_every=4))
+    # Killed after logging step 6 but before its checkpoint: the run resumes from step 4.
+    train(config(shards, tmp_path / "at4", max_steps=4, checkpoint_every=4))
+    shutil.copy(tmp_path / "at4" / "checkpoints" / "last.pt", run / "checkpoints" / "last.pt")
+    train(config(shards, run, max_steps=8, checkpoint_every=4))
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows if r["split"] == "train" and r["name"] == "l1"] == list(
+        range(1, 9)
+    )
+    assert [r["step"] for r in rows if r["split"] == "valid" and r["name"] == "l1"] == [4, 8]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -155,18 +180,20 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
     # step, and together they see exactly the 8 rows the single process sees in its step.
     common = {"batch_size": 8, "max_steps": 6, "dropout": 0.0, "shuffle_buffer": 1}
     single = train(config(shards, tmp_path / "one", **common))
-    cfg = config(
-        shards,
-        tmp_path / "two",
-        model_root=str(tmp_path / "models"),
-        catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",
-        **common,
-    )
-    path = tmp_path / "config.json"
+    cfg = config(shards, tmp_path / "two", **common)
+    (tmp_path / "two").mkdir()
+    path = tmp_path / "two" / "config.json"
     path.write_text(json.dumps(cfg.to_dict()))
     assert launch(path, nproc=2) == 0
+    # The processes have finished: the flow's recording reads the files they wrote.
+    recorded = record_run(
+        tmp_path / "two",
+        catalog_url=f"sqlite:///{tmp_path / 'catalog.db'}",
+        model_root=str(tmp_path / "models"),
+    )
     double = json.loads((tmp_path / "two" / "result.json").read_text())
-    assert double["version"] == 1 and double["steps"] == 6
+    assert recorded["version"] == double["version"] == 1 and double["steps"] == 6
+    assert {r["step"] for r in read_metrics(tmp_path / "two") if r["name"] == "l1"} >= {6}
     # Batch norm normalises each rank's 4 rows on their own, so the curves agree closely
     # but not bit for bit.
     assert double["losses"] == pytest.approx(single["losses"], rel=0.01)
@@ -174,14 +201,14 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
 
 
 def test_train_tiny_trains_and_registers_a_small_model(shards: str, tmp_path: Path) -> None:
-    from vocalmine.flows.train import train_tiny
+    from tests.training_support import train_tiny
 
     result = train_tiny(f"{shards}/ds", data_dir=str(tmp_path), max_steps=4)
     assert result["version"] == 1 and result["steps"] == 4
     catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
     registry = ModelRegistry(str(tmp_path / "models"), catalog)
     assert registry.current("tiny")["version"] == 1
-    model, _ = registry.load("tiny")
+    model, _ = load_model(registry, "tiny")
     assert model.kind == "unet" and model.width == 4
 
 
@@ -189,7 +216,8 @@ def test_train_tiny_trains_and_registers_a_small_model(shards: str, tmp_path: Pa
 def test_train_command_runs_the_flow_and_prints_the_scores(shards: str, tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
-    from vocalmine.flows.train import train_command
+
+    from vocalmine.cli.train import train_command
 
     app = typer.Typer()
     app.command("train")(train_command)

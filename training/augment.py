@@ -1,4 +1,4 @@
-"""Spectrogram augmentations of the thesis (seeds/003 §4.4.4), applied identically to the mix and
+"""Spectrogram augmentations of the thesis (Prétet 2018 §4.4.4), applied identically to the mix and
 to every target so the labels stay exact.
 
 - channel swap: exchange left and right (stereo presets only);

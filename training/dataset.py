@@ -1,7 +1,7 @@
 """Streams training patches out of the Parquet shards, for any number of DDP ranks and loader
 workers, with a shuffle buffer, and resumable at an exact batch.
 
-The unit of work is one row group (storage.shards.RowGroup). For pass ``p`` over the data,
+The unit of work is one row group (storage.shard_reader.RowGroup). For pass ``p`` over the data,
 the row groups are permuted with a seed derived from ``(seed, p)`` and dealt round-robin to
 the ``world_size × num_workers`` streams, so every row is read by exactly one stream per pass.
 Each stream then runs its rows through a shuffle buffer.
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
-from vocalmine.storage.shards import RowGroup, ShardReader
+from vocalmine.storage.shard_reader import RowGroup, ShardReader
 from vocalmine.training.augment import AugmentConfig, augment
 
 KEY_SHIFT = 32

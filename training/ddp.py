@@ -1,18 +1,16 @@
-"""Process-group setup and the launcher of distributed training runs.
+"""Process-group setup of distributed training runs.
 
-``torchrun`` (``torch.distributed.run``) starts one process per GPU, or ``nproc`` CPU processes,
-on one or several nodes; every process then calls :func:`init_distributed`, which reads the
-standard environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and joins the group with NCCL
-on GPUs and Gloo on CPUs. A single process on a single node runs in-process, with no group.
+``torchrun`` (``torch.distributed.run``, started by :mod:`training.launch`) starts one process
+per GPU, or ``nproc`` CPU processes, on one or several nodes; every process then calls
+:func:`init_distributed`, which reads the standard environment (``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``) and joins the group with NCCL on GPUs and Gloo on CPUs. A single process on a
+single node runs in-process, with no group.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -78,67 +76,3 @@ def barrier() -> None:
     """Wait for every rank (no-op without a group)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-
-
-def default_nproc() -> int:
-    """One process per visible GPU, or one on a CPU-only machine."""
-    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
-
-
-def torchrun_command(
-    config_path: str | Path,
-    *,
-    nproc: int,
-    nnodes: int = 1,
-    node_rank: int = 0,
-    rdzv_endpoint: str | None = None,
-    rdzv_id: str = "vocalmine",
-) -> list[str]:
-    """The ``torch.distributed.run`` command line that trains ``config_path`` on every node."""
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
-    if nnodes == 1 and rdzv_endpoint is None:
-        command.append("--standalone")
-    else:
-        if rdzv_endpoint is None:
-            raise ValueError("several nodes need a rendezvous endpoint (host:port)")
-        command += [
-            f"--nnodes={nnodes}",
-            f"--node-rank={node_rank}",
-            "--rdzv-backend=c10d",
-            f"--rdzv-endpoint={rdzv_endpoint}",
-            f"--rdzv-id={rdzv_id}",
-        ]
-    return [*command, "-m", "vocalmine.training.trainer", str(config_path)]
-
-
-def launch(
-    config_path: str | Path,
-    *,
-    nproc: int = 1,
-    nnodes: int = 1,
-    node_rank: int = 0,
-    rdzv_endpoint: str | None = None,
-    rdzv_id: str = "vocalmine",
-) -> int:
-    """Run the training job described by ``config_path``; returns the exit status.
-
-    One process on one node runs in this process; anything else goes through torchrun, whose
-    output streams to this process's terminal.
-    """
-    if nproc == 1 and nnodes == 1 and rdzv_endpoint is None:
-        from vocalmine.training.trainer import run_config_file
-
-        run_config_file(config_path)
-        return 0
-    command = torchrun_command(
-        config_path,
-        nproc=nproc,
-        nnodes=nnodes,
-        node_rank=node_rank,
-        rdzv_endpoint=rdzv_endpoint,
-        rdzv_id=rdzv_id,
-    )
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return subprocess.run(command, env=env, check=False).returncode

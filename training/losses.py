@@ -1,10 +1,10 @@
 """Training losses on masked spectrograms.
 
-The paper's loss is the L1,1 norm of ``mask ⊙ X − Y`` (seeds/004 eq. 1); the thesis also trains
-with MSE (seeds/003 §4.4.2). We average instead of summing so the value does not depend on the
+The paper's loss is the L1,1 norm of ``mask ⊙ X − Y`` (Jansson et al. 2017 eq. 1); Prétet 2018
+(§4.4.2) also trains with MSE. We average instead of summing so the value does not depend on the
 patch size or batch size (same minimiser, learning rate independent of the preset).
 
-Volume balancing (Spectrogram-Channels U-Net, seeds/002) weights each source's error by the
+Volume balancing (Spectrogram-Channels U-Net, Oh et al. 2018) weights each source's error by the
 inverse of its mean target magnitude in the batch, so a quiet source (usually the vocals) counts
 as much as a loud one; the weights are normalised to average 1 and carry no gradient. The seed
 only names the idea; this weighting is our reading of it.

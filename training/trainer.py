@@ -1,11 +1,12 @@
 """The training loop: Adam on the masked-spectrogram loss, DDP, checkpoints, early stopping.
 
 One function, :func:`train`, runs in every process of a job (see :mod:`training.ddp`). It
-follows the thesis's protocol (seeds/003 §4.2): an *epoch* is a fixed number of optimiser
+follows the thesis's protocol (Prétet 2018 §4.2): an *epoch* is a fixed number of optimiser
 steps, after which the model is validated on the ``valid`` split and the best version so far
 is kept; training stops after ``patience`` epochs without improvement, at ``max_epochs`` or at
-``max_steps``. The best weights go to the model registry with their config, the shard manifest
-and their validation scores.
+``max_steps``. The trainer writes files only: checkpoints, ``metrics.jsonl`` (every scalar, also
+in TensorBoard) and ``result.json`` naming the best checkpoint; the train flow
+(:mod:`flows.train`) records the metrics in the catalog and registers the best weights.
 
 Resuming is exact: a checkpoint holds the model, Adam's state, every rank's RNG state, the
 step (which fixes the position in the data stream, see :mod:`training.dataset`) and the
@@ -17,97 +18,34 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from vocalmine.storage.shards import manifest_summary, preset_from_dict, read_manifest
+from vocalmine.storage.shard_schema import manifest_summary, read_manifest
 from vocalmine.training.augment import AugmentConfig
+from vocalmine.training.config import TrainConfig
 from vocalmine.training.dataset import ShardDataset
 from vocalmine.training.ddp import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from vocalmine.training.losses import per_source_error, separation_loss
 from vocalmine.training.models import SOURCES, SeparationModel, build_model
 
+from vocalmine.core.atomic import atomic_path, atomic_write_text
+
 CHECKPOINT = "last.pt"
 BEST = "best.pt"
 RESULT = "result.json"
-REGISTERED = "registered.json"
+METRICS = "metrics.jsonl"
 
 #: How DataLoader workers start (see where it is used).
 LOADER_CONTEXT = "forkserver"
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; saved with checkpoints and in the model card."""
-
-    shard_root: str
-    dataset: str
-    run_dir: str
-    name: str = "vocalmine"
-    model: str = "unet"
-    preset: str | None = None
-    width: int = 16
-    dropout: float = 0.5
-    loss: str = "l1"
-    volume_balance: bool = False
-    lr: float = 1e-4
-    batch_size: int = 8
-    steps_per_epoch: int = 800
-    max_epochs: int = 500
-    max_steps: int | None = None
-    patience: int = 10
-    min_quality: float = 0.0
-    augment: dict[str, Any] = field(default_factory=dict)
-    num_workers: int = 2
-    shuffle_buffer: int = 256
-    seed: int = 0
-    checkpoint_every: int = 200
-    val_max_batches: int | None = None
-    log_every: int = 10
-    device: str = "auto"
-    amp: bool | None = None
-    channels_last: bool | None = None
-    tensorboard: bool = True
-    model_root: str | None = None
-    catalog_url: str | None = None
-    register: bool = True
-    promote: bool = False
-    run_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.loss not in ("l1", "mse"):
-            raise ValueError(f"unknown loss {self.loss!r}; choose 'l1' or 'mse'")
-        if self.batch_size < 1 or self.steps_per_epoch < 1 or self.checkpoint_every < 1:
-            raise ValueError("batch_size, steps_per_epoch and checkpoint_every must be >= 1")
-        AugmentConfig(**self.augment)
-
-    @property
-    def total_steps(self) -> int:
-        """The step budget: ``max_steps`` or ``max_epochs × steps_per_epoch``."""
-        budget = self.max_epochs * self.steps_per_epoch
-        return min(budget, self.max_steps) if self.max_steps else budget
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values (JSON)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training options {sorted(unknown)}")
-        return cls(**data)
 
 
 @dataclass
@@ -127,9 +65,8 @@ class TrainState:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -154,14 +91,18 @@ def _gather(obj: Any, info: DistInfo) -> list[Any]:
 
 
 class MetricSink:
-    """Writes scalars to TensorBoard and the catalog's TrainingMetric table (main rank only)."""
+    """Writes scalars to TensorBoard and to the run's :data:`METRICS` file (main rank only).
 
-    def __init__(self, config: TrainConfig, info: DistInfo, run_id: str) -> None:
+    ``metrics.jsonl`` holds one JSON object per scalar (``split``, ``name``, ``value``,
+    ``step``, ``epoch``). A resumed run first drops the rows logged after the checkpoint it
+    resumes from (they are logged again), so the file always describes one run, once; the train
+    flow copies it into the catalog after the processes finish.
+    """
+
+    def __init__(self, config: TrainConfig, info: DistInfo, resume_step: int) -> None:
         self.enabled = info.is_main
-        self.name = config.name
-        self.run_id = run_id
+        self.path = Path(config.run_dir) / METRICS
         self.writer = None
-        self.catalog = None
         self.pending: list[dict[str, Any]] = []
         if not self.enabled:
             return
@@ -169,11 +110,8 @@ class MetricSink:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(Path(config.run_dir) / "tensorboard"))
-        if config.catalog_url:
-            from vocalmine.storage.catalog import Catalog
-
-            self.catalog = Catalog(config.catalog_url)
-            self.catalog.upgrade()
+        kept = [row for row in read_metrics(self.path) if row["step"] <= resume_step]
+        atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
 
     def add(self, split: str, name: str, value: float, step: int, epoch: int) -> None:
         if not self.enabled:
@@ -189,22 +127,32 @@ class MetricSink:
             return
         if self.writer is not None:
             self.writer.flush()
-        if self.catalog is not None and self.pending:
-            from vocalmine.storage.catalog import TrainingMetric
-
-            with self.catalog.session() as session:
-                session.add_all(
-                    TrainingMetric(model_name=self.name, run_id=self.run_id, **row)
-                    for row in self.pending
-                )
+        if self.pending:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(row) + "\n" for row in self.pending)
         self.pending = []
 
     def close(self) -> None:
         self.flush()
         if self.writer is not None:
             self.writer.close()
-        if self.catalog is not None:
-            self.catalog.dispose()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``metrics.jsonl`` (none when it does not exist); a line cut short by
+    a killed process is skipped."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 def _format_eta(seconds: float) -> str:
@@ -222,10 +170,6 @@ def _loader_workers(dataset: ShardDataset, requested: int, world: int) -> int:
             f"{world} ranks; write smaller row groups or use fewer processes"
         )
     return min(requested, groups // world)
-
-
-def _unwrap(model: torch.nn.Module) -> SeparationModel:
-    return model.module if isinstance(model, DistributedDataParallel) else model  # type: ignore[return-value]
 
 
 def evaluate(
@@ -280,7 +224,9 @@ def train(
 ) -> dict[str, Any]:
     """Train as configured in this process (one rank of the job); returns the run's result.
 
-    ``on_step(step, loss)`` is called on every rank after each step (tests use it).
+    ``on_step(step, loss)`` is called on every rank after each step (tests use it). Writes files
+    only: checkpoints, ``metrics.jsonl``, TensorBoard and :data:`RESULT`; recording the metrics
+    and registering the best checkpoint is the train flow's work.
     """
     info = init_distributed(config.device)
     try:
@@ -289,9 +235,67 @@ def train(
         cleanup()
 
 
+@dataclass
+class _Run:
+    """One rank's training run, as set up by :func:`_setup`."""
+
+    config: TrainConfig
+    info: DistInfo
+    amp: bool
+    channels_last: bool
+    checkpoints: Path
+    manifest: dict[str, Any]
+    model: SeparationModel
+    net: torch.nn.Module
+    optimiser: torch.optim.Optimizer
+    state: TrainState
+    workers: int
+    stream: Iterator[dict[str, torch.Tensor]]
+    val_split: str
+    val_loader: DataLoader
+    sink: MetricSink
+    window_start: float = 0.0
+    window_steps: int = 0
+    recent: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.info.is_main
+
+
 def _train(
     config: TrainConfig, info: DistInfo, on_step: Callable[[int, float], None] | None
 ) -> dict[str, Any]:
+    run = _setup(config, info)
+    state, total = run.state, config.total_steps
+    validated_at, start_step = -1, state.step
+    run.window_start = time.perf_counter()
+    run.net.train()
+    while state.step < total and not state.stopped_early:
+        _train_step(run)
+        if state.step % config.log_every == 0 or state.step == total:
+            _log_progress(run, total)
+        if on_step is not None:
+            on_step(state.step, float(run.recent[-1]) if run.recent else state.losses[-1])
+        if state.step % config.steps_per_epoch == 0:
+            _end_epoch(run)
+            validated_at = state.step
+        if state.step % config.checkpoint_every == 0:
+            _keep_recent_losses(run)
+            _save_checkpoint(run)
+    _keep_recent_losses(run)
+    if validated_at != state.step and state.step > start_step and not state.stopped_early:
+        _validate(run)
+    _save_checkpoint(run)
+    return _finish(run)
+
+
+def _setup(config: TrainConfig, info: DistInfo) -> _Run:
+    """Datasets, model, optimiser, the resumed state and the loaders of one rank."""
     device = info.device
     on_gpu = device.type == "cuda"
     amp = on_gpu if config.amp is None else config.amp and on_gpu
@@ -301,8 +305,7 @@ def _train(
             f"global batch size {config.batch_size} is not divisible by {info.world_size} ranks"
         )
     per_rank = config.batch_size // info.world_size
-    run_dir = Path(config.run_dir)
-    checkpoints = run_dir / "checkpoints"
+    checkpoints = Path(config.run_dir) / "checkpoints"
     if info.is_main:
         checkpoints.mkdir(parents=True, exist_ok=True)
     barrier()
@@ -328,43 +331,9 @@ def _train(
             f"{config.shard_root}/{config.dataset}: shards use preset {preset.name!r}, "
             f"not {config.preset!r}"
         )
-
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, preset, width=config.width, dropout=config.dropout)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    torch.manual_seed(config.seed + 1 + info.rank)  # per-rank dropout streams
-    if on_gpu:
-        torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its kernels
-    if info.is_main:
-        print(
-            f"model {config.model} (preset {preset.name}, width {config.width}): "
-            f"{model.parameter_count():,} parameters; {info.world_size} process(es) on "
-            f"{device.type}{' with bf16 autocast' if amp else ''}; global batch "
-            f"{config.batch_size}",
-            flush=True,
-        )
+    model = _build_model(config, info, preset, amp=amp, channels_last=channels_last)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    state = TrainState(run_id=config.run_id or uuid.uuid4().hex[:12])
-
-    checkpoint_path = checkpoints / CHECKPOINT
-    if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        model.load_state_dict(saved["model"])
-        optimiser.load_state_dict(saved["optimiser"])
-        state = TrainState(**saved["state"])
-        layout = saved.get("layout", {})
-        if layout.get("world_size") != info.world_size and info.is_main:
-            print(
-                f"resuming a {layout.get('world_size')}-process run on {info.world_size} "
-                "processes: the data order will differ from the original run",
-                file=sys.stderr,
-            )
-        rng = saved["rng"]
-        _set_rng_state(rng[info.rank % len(rng)], device)
-        if info.is_main:
-            print(f"resumed {checkpoint_path} at step {state.step}", flush=True)
+    state = _resume(model, optimiser, checkpoints / CHECKPOINT, config, info)
 
     net: torch.nn.Module = model
     if info.world_size > 1:
@@ -372,7 +341,7 @@ def _train(
 
     workers = _loader_workers(train_set, config.num_workers, info.world_size)
     train_set.start_batch = state.step
-    loader_args = {
+    loader_args: dict[str, Any] = {
         "batch_size": None,
         "num_workers": workers,
         "pin_memory": on_gpu,
@@ -384,6 +353,89 @@ def _train(
         # flow run this process holds server threads and locks that a forked child inherits
         # half-taken (the child then dies at start).
         loader_args["multiprocessing_context"] = LOADER_CONTEXT
+    val_split, val_loader = _validation_loader(config, info, manifest, per_rank, loader_args)
+    sink = MetricSink(config, info, state.step)
+    return _Run(
+        config=config,
+        info=info,
+        amp=amp,
+        channels_last=channels_last,
+        checkpoints=checkpoints,
+        manifest=manifest,
+        model=model,
+        net=net,
+        optimiser=optimiser,
+        state=state,
+        workers=workers,
+        stream=iter(DataLoader(train_set, **loader_args)),
+        val_split=val_split,
+        val_loader=val_loader,
+        sink=sink,
+    )
+
+
+def _build_model(
+    config: TrainConfig, info: DistInfo, preset: Any, *, amp: bool, channels_last: bool
+) -> SeparationModel:
+    """The seeded model on this rank's device; then each rank's own dropout stream."""
+    device = info.device
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, preset, width=config.width, dropout=config.dropout)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    torch.manual_seed(config.seed + 1 + info.rank)  # per-rank dropout streams
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its kernels
+    if info.is_main:
+        print(
+            f"model {config.model} (preset {preset.name}, width {config.width}): "
+            f"{model.parameter_count():,} parameters; {info.world_size} process(es) on "
+            f"{device.type}{' with bf16 autocast' if amp else ''}; global batch "
+            f"{config.batch_size}",
+            flush=True,
+        )
+    return model
+
+
+def _resume(
+    model: SeparationModel,
+    optimiser: torch.optim.Optimizer,
+    checkpoint_path: Path,
+    config: TrainConfig,
+    info: DistInfo,
+) -> TrainState:
+    """A fresh state, or the checkpoint's (model, optimiser and RNG restored in place)."""
+    state = TrainState(run_id=config.run_id or uuid.uuid4().hex[:12])
+    if not checkpoint_path.exists():
+        return state
+    device = info.device
+    saved = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    model.load_state_dict(saved["model"])
+    optimiser.load_state_dict(saved["optimiser"])
+    state = TrainState(**saved["state"])
+    layout = saved.get("layout", {})
+    if layout.get("world_size") != info.world_size and info.is_main:
+        print(
+            f"resuming a {layout.get('world_size')}-process run on {info.world_size} "
+            "processes: the data order will differ from the original run",
+            file=sys.stderr,
+        )
+    rng = saved["rng"]
+    _set_rng_state(rng[info.rank % len(rng)], device)
+    if info.is_main:
+        print(f"resumed {checkpoint_path} at step {state.step}", flush=True)
+    return state
+
+
+def _validation_loader(
+    config: TrainConfig,
+    info: DistInfo,
+    manifest: dict[str, Any],
+    per_rank: int,
+    loader_args: dict[str, Any],
+) -> tuple[str, DataLoader]:
+    """The split validated on (``valid``, else ``train``) and its loader."""
     val_split = "valid" if manifest["counts"]["splits"].get("valid", {}).get("rows") else "train"
     if val_split == "train" and info.is_main:
         print("no 'valid' rows in the shards: validating on the train split", file=sys.stderr)
@@ -397,118 +449,126 @@ def _train(
         rank=info.rank,
         world_size=info.world_size,
     )
-    val_workers = min(workers, max(0, len(val_set.groups()) // info.world_size))
+    val_workers = min(loader_args["num_workers"], max(0, len(val_set.groups()) // info.world_size))
     val_args = {**loader_args, "num_workers": val_workers}
     if not val_workers:
         val_args.pop("multiprocessing_context", None)
-    val_loader = DataLoader(val_set, **val_args)
+    return val_split, DataLoader(val_set, **val_args)
 
-    sink = MetricSink(config, info, state.run_id)
-    total = config.total_steps
-    stream = iter(DataLoader(train_set, **loader_args))
-    window_start, window_steps = time.perf_counter(), 0
-    recent: list[torch.Tensor] = []
-    net.train()
 
-    def save_checkpoint() -> None:
-        rng = _gather(_rng_state(device), info)
-        if info.is_main:
-            _atomic_torch_save(
-                {
-                    "model": model.state_dict(),
-                    "optimiser": optimiser.state_dict(),
-                    "state": asdict(state),
-                    "rng": rng,
-                    "config": config.to_dict(),
-                    "layout": {"world_size": info.world_size, "workers": workers},
-                },
-                checkpoint_path,
-            )
-        barrier()
+def _train_step(run: _Run) -> None:
+    """One optimiser step on the next batch; its loss (mean over ranks) joins ``run.recent``."""
+    config, device = run.config, run.device
+    mix, targets = _to_device(next(run.stream), device, run.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.amp):
+        masks = run.net(mix)
+    loss, _ = separation_loss(
+        masks, mix, targets, loss=config.loss, volume_balance=config.volume_balance
+    )
+    run.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimiser.step()
+    run.state.step += 1
+    run.window_steps += 1
+    run.recent.append(all_reduce_sum(loss.detach().clone()) / run.info.world_size)
 
-    def validate() -> dict[str, float]:
-        scores = evaluate(
-            model,
-            val_loader,
-            device,
-            amp=amp,
-            channels_last=channels_last,
-            max_batches=config.val_max_batches,
+
+def _log_progress(run: _Run, total: int) -> None:
+    """Keep the recent losses, log the last one and the rate, print a progress line."""
+    config, state = run.config, run.state
+    values = torch.stack(run.recent).tolist()
+    state.losses.extend(values)
+    run.recent = []
+    elapsed = time.perf_counter() - run.window_start
+    rate = run.window_steps / elapsed if elapsed > 0 else 0.0
+    run.sink.add("train", config.loss, values[-1], state.step, state.epoch)
+    run.sink.add("train", "steps_per_s", rate, state.step, state.epoch)
+    if run.is_main:
+        print(
+            f"step {state.step}/{total} epoch {state.epoch} loss {values[-1]:.5f} "
+            f"{rate:.2f} steps/s {rate * config.batch_size:.1f} samples/s "
+            f"ETA {_format_eta((total - state.step) / rate if rate else 0)}",
+            flush=True,
         )
-        for key, value in scores.items():
-            sink.add(val_split, key, value, state.step, state.epoch)
-        current = scores[config.loss]
-        state.validations.append({"step": state.step, "epoch": state.epoch, **scores})
-        if current < state.best_val:
-            state.best_val, state.best_step, state.bad_epochs = current, state.step, 0
-            state.best_metrics = scores
-            if info.is_main:
-                _atomic_torch_save(model.state_dict(), checkpoints / BEST)
-        else:
-            state.bad_epochs += 1
-        if info.is_main:
-            print(
-                f"epoch {state.epoch} step {state.step}: {val_split} {config.loss} {current:.5f} "
-                f"(best {state.best_val:.5f} at step {state.best_step})",
-                flush=True,
-            )
-        sink.flush()
-        return scores
+    run.window_start, run.window_steps = time.perf_counter(), 0
 
-    validated_at, start_step = -1, state.step
-    while state.step < total and not state.stopped_early:
-        batch = next(stream)
-        mix, targets = _to_device(batch, device, channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            masks = net(mix)
-        loss, _ = separation_loss(
-            masks, mix, targets, loss=config.loss, volume_balance=config.volume_balance
+
+def _keep_recent_losses(run: _Run) -> None:
+    if run.recent:
+        run.state.losses.extend(torch.stack(run.recent).tolist())
+    run.recent = []
+
+
+def _end_epoch(run: _Run) -> None:
+    """Validate at the end of an epoch; stop early after ``patience`` epochs without gain."""
+    state = run.state
+    state.epoch += 1
+    _validate(run)
+    if state.bad_epochs >= run.config.patience:
+        state.stopped_early = True
+        if run.is_main:
+            print(f"early stop: no improvement for {run.config.patience} epochs", flush=True)
+
+
+def _validate(run: _Run) -> dict[str, float]:
+    """Score the validation split; keep the best weights in ``best.pt``."""
+    config, state = run.config, run.state
+    scores = evaluate(
+        run.model,
+        run.val_loader,
+        run.device,
+        amp=run.amp,
+        channels_last=run.channels_last,
+        max_batches=config.val_max_batches,
+    )
+    for key, value in scores.items():
+        run.sink.add(run.val_split, key, value, state.step, state.epoch)
+    current = scores[config.loss]
+    state.validations.append({"step": state.step, "epoch": state.epoch, **scores})
+    if current < state.best_val:
+        state.best_val, state.best_step, state.bad_epochs = current, state.step, 0
+        state.best_metrics = scores
+        if run.is_main:
+            _atomic_torch_save(run.model.state_dict(), run.checkpoints / BEST)
+    else:
+        state.bad_epochs += 1
+    if run.is_main:
+        print(
+            f"epoch {state.epoch} step {state.step}: {run.val_split} {config.loss} "
+            f"{current:.5f} (best {state.best_val:.5f} at step {state.best_step})",
+            flush=True,
         )
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        state.step += 1
-        window_steps += 1
-        recent.append(all_reduce_sum(loss.detach().clone()) / info.world_size)
+    run.sink.flush()
+    return scores
 
-        if state.step % config.log_every == 0 or state.step == total:
-            values = torch.stack(recent).tolist()
-            state.losses.extend(values)
-            recent = []
-            elapsed = time.perf_counter() - window_start
-            rate = window_steps / elapsed if elapsed > 0 else 0.0
-            sink.add("train", config.loss, values[-1], state.step, state.epoch)
-            sink.add("train", "steps_per_s", rate, state.step, state.epoch)
-            if info.is_main:
-                print(
-                    f"step {state.step}/{total} epoch {state.epoch} loss {values[-1]:.5f} "
-                    f"{rate:.2f} steps/s {rate * config.batch_size:.1f} samples/s "
-                    f"ETA {_format_eta((total - state.step) / rate if rate else 0)}",
-                    flush=True,
-                )
-            window_start, window_steps = time.perf_counter(), 0
-        if on_step is not None:
-            on_step(state.step, float(recent[-1]) if recent else state.losses[-1])
 
-        if state.step % config.steps_per_epoch == 0:
-            state.epoch += 1
-            validate()
-            validated_at = state.step
-            if state.bad_epochs >= config.patience:
-                state.stopped_early = True
-                if info.is_main:
-                    print(f"early stop: no improvement for {config.patience} epochs", flush=True)
-        if state.step % config.checkpoint_every == 0:
-            state.losses.extend(torch.stack(recent).tolist() if recent else [])
-            recent = []
-            save_checkpoint()
+def _save_checkpoint(run: _Run) -> None:
+    """Model, optimiser, state and every rank's RNG state into ``last.pt`` (main rank)."""
+    rng = _gather(_rng_state(run.device), run.info)
+    if run.is_main:
+        _atomic_torch_save(
+            {
+                "model": run.model.state_dict(),
+                "optimiser": run.optimiser.state_dict(),
+                "state": asdict(run.state),
+                "rng": rng,
+                "config": run.config.to_dict(),
+                "layout": {"world_size": run.info.world_size, "workers": run.workers},
+            },
+            run.checkpoints / CHECKPOINT,
+        )
+    barrier()
 
-    if recent:
-        state.losses.extend(torch.stack(recent).tolist())
-    if validated_at != state.step and state.step > start_step and not state.stopped_early:
-        validate()
-    save_checkpoint()
-    sink.close()
+
+def _finish(run: _Run) -> dict[str, Any]:
+    """The run's result; the main rank writes it to :data:`RESULT` in the run folder.
+
+    ``best_checkpoint`` names the weights to register: ``best.pt``, or the last checkpoint when
+    no validation ever improved (a resumed run that only validated before it stopped).
+    """
+    run.sink.close()
+    config, state = run.config, run.state
+    best = run.checkpoints / BEST
     result = {
         "name": config.name,
         "run_id": state.run_id,
@@ -516,73 +576,26 @@ def _train(
         "epochs": state.epoch,
         "stopped_early": state.stopped_early,
         "best_step": state.best_step,
-        "val_split": val_split,
+        "val_split": run.val_split,
         "validation": state.best_metrics,
         "losses": state.losses,
         "validations": state.validations,
-        "parameters": model.parameter_count(),
-        "version": None,
+        "parameters": run.model.parameter_count(),
+        "model": run.model.spec(),
+        "manifest": manifest_summary(run.manifest),
+        "best_checkpoint": str(best if best.exists() else run.checkpoints / CHECKPOINT),
+        "metrics_file": str(run.sink.path),
     }
-    if info.is_main:
-        # A finished run started again registers nothing new: it reports the version it made.
-        marker = checkpoints / REGISTERED
-        done = json.loads(marker.read_text()) if marker.exists() else {}
-        if done.get("step") == state.step:
-            result["version"] = done["version"]
-        else:
-            result["version"] = _register(config, state, manifest, result, checkpoints)
-            marker.write_text(json.dumps({"step": state.step, "version": result["version"]}))
-        (run_dir / RESULT).write_text(json.dumps(result, indent=1))
+    if run.is_main:
+        (Path(config.run_dir) / RESULT).write_text(json.dumps(result, indent=1))
     barrier()
     return result
 
 
-def _register(
-    config: TrainConfig,
-    state: TrainState,
-    manifest: dict[str, Any],
-    result: dict[str, Any],
-    checkpoints: Path,
-) -> int | None:
-    """Put the best weights (or the last, if never validated better) into the registry."""
-    if not (config.register and config.model_root and config.catalog_url):
-        return None
-    from vocalmine.storage.catalog import Catalog
-    from vocalmine.storage.registry import ModelRegistry
-
-    best_path = checkpoints / BEST
-    if not best_path.exists():
-        best_path = checkpoints / CHECKPOINT
-    saved = torch.load(best_path, map_location="cpu", weights_only=True)
-    preset = preset_from_dict(manifest["preset"])
-    model = build_model(config.model, preset, width=config.width, dropout=config.dropout)
-    model.load_state_dict(saved["model"] if "optimiser" in saved else saved)
-    metrics = {
-        **{f"val_{k}": v for k, v in state.best_metrics.items()},
-        "val_split": result["val_split"],
-        "best_step": state.best_step,
-        "steps": state.step,
-        "epochs": state.epoch,
-        "train_loss": state.losses[-1] if state.losses else None,
-        "run_id": state.run_id,
-    }
-    catalog = Catalog(config.catalog_url)
-    catalog.upgrade()
-    try:
-        registry = ModelRegistry(config.model_root, catalog)
-        version = registry.register(
-            model,
-            name=config.name,
-            config=config.to_dict(),
-            manifest=manifest_summary(manifest),
-            metrics=metrics,
-        )
-        if config.promote:
-            registry.promote(config.name, version)
-    finally:
-        catalog.dispose()
-    print(f"registered model {config.name!r} version {version}", flush=True)
-    return version
+def checkpoint_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The model weights of ``best.pt`` (a state dict) or of a full checkpoint (``last.pt``)."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return saved["model"] if "optimiser" in saved else saved
 
 
 def run_config_file(path: str | Path) -> dict[str, Any]:

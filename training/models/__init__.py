@@ -9,7 +9,7 @@ from vocalmine.training.models.no_skip import NoSkipSeparator
 from vocalmine.training.models.spectrogram_channels import SpectrogramChannelsSeparator
 from vocalmine.training.models.unet import UNet, UNetSeparator
 
-from vocalmine.core.stft import PRESETS, STFTPreset
+from vocalmine.core.stft import STFTPreset, get_preset, preset_from_dict
 
 ModelKind = Literal["unet", "spectrogram-channels", "no-skip"]
 MODEL_KINDS: tuple[str, ...] = ("unet", "spectrogram-channels", "no-skip")
@@ -31,9 +31,7 @@ def build_model(
     """A fresh model of ``kind`` for ``preset``; ``width`` is the first layer's channel count
     (16 in the paper; smaller values make tiny models for tests and demos)."""
     if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise ValueError(f"unknown STFT preset {preset!r}; choose one of {sorted(PRESETS)}")
-        preset = PRESETS[preset]
+        preset = get_preset(preset)
     if kind not in _CLASSES:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {list(MODEL_KINDS)}")
     if width < 1 or not 0.0 <= dropout < 1.0:
@@ -42,9 +40,10 @@ def build_model(
 
 
 def model_from_spec(spec: dict[str, Any]) -> SeparationModel:
-    """Rebuild a model from :meth:`SeparationModel.spec` (weights not included)."""
+    """Rebuild a model from :meth:`SeparationModel.spec` (weights not included); specs written
+    before ``preset_params`` held the name, or before it existed, still load."""
     params = spec.get("preset_params")
-    preset = STFTPreset(spec["preset"], **params) if params else PRESETS[spec["preset"]]
+    preset = preset_from_dict(params, spec["preset"]) if params else get_preset(spec["preset"])
     return build_model(spec["kind"], preset, width=spec["width"], dropout=spec["dropout"])
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from vocalmine.core.stft import STFTPreset
+from vocalmine.core.stft import STFTPreset, preset_to_dict
 
 SOURCES: tuple[str, str] = ("vocals", "accompaniment")
 
@@ -36,13 +36,7 @@ class SeparationModel(nn.Module):
         return {
             "kind": self.kind,
             "preset": self.preset.name,
-            "preset_params": {
-                "sample_rate": self.preset.sample_rate,
-                "channels": self.preset.channels,
-                "n_fft": self.preset.n_fft,
-                "hop": self.preset.hop,
-                "patch_frames": self.preset.patch_frames,
-            },
+            "preset_params": preset_to_dict(self.preset),
             "width": self.width,
             "dropout": self.dropout,
         }

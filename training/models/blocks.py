@@ -1,4 +1,4 @@
-"""The building blocks of the Jansson et al. (2017) encoder-decoder (seeds/004 §3.1.2).
+"""The building blocks of the Jansson et al. (2017) encoder-decoder (Jansson et al. 2017 §3.1.2).
 
 Written by hand because the network is small and the paper fixes every detail that matters:
 5×5 kernels with stride 2, batch norm, leaky ReLU 0.2 in the encoder, plain ReLU and 50 %
@@ -97,7 +97,7 @@ def transposed_conv_by_taps(x: Tensor, layer: nn.ConvTranspose2d) -> Tensor:
 
 
 def init_he_uniform(module: nn.Module) -> None:
-    """He-uniform weights and zero biases, as the thesis initialises its U-Net (seeds/003 §4.2)."""
+    """He-uniform weights and zero biases, as Prétet 2018 (§4.2) initialises its U-Net."""
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
             nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")

@@ -1,7 +1,8 @@
 """Multiply-accumulate counts of the convolutions, from the layer shapes of one forward pass.
 
 Used by the training benchmark to put measured throughput next to the arithmetic floor
-(seeds/004's U-Net: ≈ 0.27 GMAC encoder + 0.49 GMAC decoder on a 512×128 patch). Batch norm,
+(Jansson et al. 2017's U-Net: ≈ 0.27 GMAC encoder + 0.49 GMAC decoder on a 512×128 patch).
+Batch norm,
 activations and the skip concatenations are ignored: they are < 1 % of the work.
 """
 

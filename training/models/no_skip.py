@@ -1,4 +1,4 @@
-"""The paper's baseline (seeds/004 §4): the U-Net without skip connections.
+"""The paper's baseline (Jansson et al. 2017 §4): the U-Net without skip connections.
 
 A plain convolutional encoder-decoder, "similar to the Deconvnet"; one network per source like
 the U-Net, so the only difference in the ablation is the skip connections.

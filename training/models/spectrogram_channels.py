@@ -1,4 +1,4 @@
-"""Spectrogram-Channels U-Net (Oh, Kim & Yun 2018, seeds/002): one network, one output channel
+"""Spectrogram-Channels U-Net (Oh, Kim & Yun 2018, Oh et al. 2018): one network, one output channel
 per source.
 
 The encoder and decoder are the paper U-Net's; only the last layer differs, producing

@@ -1,4 +1,4 @@
-"""The singing-voice U-Net of Jansson et al. 2017 (seeds/004 §3): one network per source.
+"""The singing-voice U-Net of Jansson et al. 2017 (Jansson et al. 2017 §3): one network per source.
 
 Six encoder blocks (16→32→64→128→256→512 channels at the paper's width), six decoder blocks
 whose inputs are concatenated with the encoder output of the same resolution (the skip
@@ -35,7 +35,7 @@ class UNet(nn.Module):
     """One encoder-decoder mapping ``(B, in, F, T)`` to a ``(B, out, F, T)`` mask in [0, 1].
 
     ``skip=False`` drops the skip connections: the paper's "baseline" convolutional
-    encoder-decoder (seeds/004 §4), used for the ablation.
+    encoder-decoder (Jansson et al. 2017 §4), used for the ablation.
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class UNet(nn.Module):
 
 
 class UNetSeparator(SeparationModel):
-    """Two U-Nets, one per source, as trained in the paper (seeds/004 §3.1.1)."""
+    """Two U-Nets, one per source, as trained in the paper (Jansson et al. 2017 §3.1.1)."""
 
     def __init__(
         self,

@@ -11,9 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +23,10 @@ from mutagen.flac import FLAC
 from mutagen.id3 import COMM, ID3, TALB, TIT2, TPE1, TXXX, ID3NoHeaderError
 from mutagen.wave import WAVE
 
+from vocalmine.core.atomic import atomic_path
+
 SNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"}
 AUDIO_SUFFIXES = SNDFILE_SUFFIXES | {".m4a", ".mp4", ".aac", ".opus", ".wma", ".ape", ".wv"}
-TAG_KEYS = ("title", "artist", "album", "version", "comment")
 
 
 class AudioError(Exception):
@@ -81,20 +79,75 @@ def _read_float(handle: sf.SoundFile, frames: int) -> np.ndarray:
     return out
 
 
-def _ffmpeg_decode(path: Path, offset_s: float, duration_s: float | None) -> tuple[np.ndarray, int]:
+def require_ffmpeg(path: str | os.PathLike[str], why: str = "to decode this format") -> None:
+    """Raise :class:`AudioError` for ``path`` when ffmpeg is not on the PATH."""
     if shutil.which("ffmpeg") is None:
-        raise AudioError(path, "needs ffmpeg to decode this format, and ffmpeg is not installed")
-    info = probe(path)
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{offset_s:.6f}", "-i", str(path)]
+        raise AudioError(path, f"needs ffmpeg {why}, and ffmpeg is not installed")
+
+
+def ffmpeg_decode_command(
+    path: str | os.PathLike[str],
+    *,
+    stream: int = 0,
+    pcm: str = "f32le",
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+    channels: int | None = None,
+    sample_rate: int | None = None,
+) -> list[str]:
+    """The one ffmpeg command line that decodes audio stream ``stream`` of ``path`` to raw
+    interleaved PCM on stdout: ``pcm`` is ``"f32le"`` (32-bit float) or ``"s16le"`` (16-bit)."""
+    cmd = ["ffmpeg", "-nostdin", "-v", "error"]
+    if offset_s:
+        cmd += ["-ss", f"{offset_s:.6f}"]
+    cmd += ["-i", str(path)]
     if duration_s is not None:
         cmd += ["-t", f"{duration_s:.6f}"]
-    cmd += ["-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+    cmd += ["-map", f"0:a:{stream}", "-f", pcm, "-acodec", f"pcm_{pcm}"]
+    if channels is not None:
+        cmd += ["-ac", str(channels)]
+    if sample_rate is not None:
+        cmd += ["-ar", str(sample_rate)]
+    return [*cmd, "-"]
+
+
+def ffmpeg_error(path: str | os.PathLike[str], stderr: bytes, code: object = "error") -> AudioError:
+    """The :class:`AudioError` for a failed ffmpeg decode: its last stderr line, or ``code``."""
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    return AudioError(path, f"ffmpeg cannot decode it ({lines[-1] if lines else code})")
+
+
+def ffmpeg_decode(
+    path: str | os.PathLike[str],
+    channels: int,
+    *,
+    stream: int = 0,
+    pcm: str = "f32le",
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+    remix: bool = False,
+    sample_rate: int | None = None,
+) -> np.ndarray:
+    """Decode with :func:`ffmpeg_decode_command`; float32 frame-major ``(samples, channels)``
+    (16-bit PCM scaled by 2**-15). ``channels`` is the stream's own count, or with ``remix`` the
+    count ffmpeg mixes it to; ``sample_rate``, when given, is the rate ffmpeg resamples it to."""
+    require_ffmpeg(path)
+    cmd = ffmpeg_decode_command(
+        path,
+        stream=stream,
+        pcm=pcm,
+        offset_s=offset_s,
+        duration_s=duration_s,
+        channels=channels if remix else None,
+        sample_rate=sample_rate,
+    )
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
-        message = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioError(path, f"ffmpeg cannot decode it ({message[-1] if message else 'error'})")
-    audio = np.frombuffer(proc.stdout, dtype=np.float32).reshape(-1, info.channels)
-    return audio.copy(), info.sample_rate
+        raise ffmpeg_error(path, proc.stderr)
+    if pcm == "s16le":
+        frames = np.frombuffer(proc.stdout, dtype="<i2").reshape(-1, channels)
+        return frames.astype(np.float32) / np.float32(32768.0)
+    return np.frombuffer(proc.stdout, dtype="<f4").reshape(-1, channels).copy()
 
 
 def load_audio(
@@ -125,7 +178,10 @@ def load_audio(
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             raise AudioError(file, f"cannot decode audio ({exc})") from exc
     else:
-        frames_first, native = _ffmpeg_decode(file, offset_s, duration_s)
+        require_ffmpeg(file)
+        info = probe(file)
+        native = info.sample_rate
+        frames_first = ffmpeg_decode(file, info.channels, offset_s=offset_s, duration_s=duration_s)
     if frames_first.size == 0:
         raise AudioError(file, "no audio samples (empty or truncated file)")
     if not np.all(np.isfinite(frames_first)):
@@ -137,22 +193,6 @@ def load_audio(
         frames_first = _resample_frames(frames_first, native, sr)
         native = sr
     return np.ascontiguousarray(frames_first.T, dtype=np.float32), native
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; it replaces ``path`` only if the block succeeds."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A short temp name: the target's own name may already be near the 255-byte limit.
-    fd, tmp = tempfile.mkstemp(prefix=".vm-", suffix=f".tmp{target.suffix}", dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _encode_mp3(audio: np.ndarray, sr: int, bitrate_kbps: int) -> bytes:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vocalmine.core.stft import get_preset
 
 
 class Settings(BaseSettings):
@@ -34,7 +36,7 @@ class Settings(BaseSettings):
         None, description="Dask scheduler address; None = LocalCluster"
     )
     dask_workers: int = Field(2, ge=1, description="LocalCluster worker processes")
-    stft_preset: Literal["paper", "hq"] = "paper"
+    stft_preset: str = Field("paper", description="STFT preset name (core.stft.PRESETS)")
     max_duration_diff_s: float = Field(
         5.0, ge=0, description="reject pairs whose lengths differ more"
     )
@@ -49,6 +51,11 @@ class Settings(BaseSettings):
     hash_bytes: int = Field(0, ge=0, description="hash only this many bytes per file; 0 = all")
     mine_schedule: str = Field("0 3 * * *", description="cron of the scheduled mining deployment")
     retrain_schedule: str = Field("0 5 * * 0", description="cron of the scheduled retraining")
+
+    @field_validator("stft_preset")
+    @classmethod
+    def _known_preset(cls, name: str) -> str:
+        return get_preset(name).name
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -1,14 +1,15 @@
 """STFT presets shared by mining, training and separation, and the transforms that use them.
 
-``paper`` is Jansson et al. 2017 (seeds/004 §3.1.2): 8192 Hz mono, n_fft 1024, hop 768, patches
-of 128 frames and 512 bins. ``hq`` is the thesis setting (seeds/003 §4.2): 22050 Hz stereo,
+``paper`` is Jansson et al. 2017 (§3.1.2): 8192 Hz mono, n_fft 1024, hop 768, patches
+of 128 frames and 512 bins. ``hq`` is the thesis setting (Prétet 2018 §4.2): 22050 Hz stereo,
 n_fft 2048, hop 512, 512 frames, 1024 bins. The highest (Nyquist) bin is dropped so both patch
 sizes are powers of two. Transforms are librosa's (Hann window, centred frames).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import librosa
 import numpy as np
@@ -53,6 +54,22 @@ def get_preset(name: str) -> STFTPreset:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown STFT preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+def preset_to_dict(preset: STFTPreset) -> dict[str, Any]:
+    """The preset as plain JSON values (shard manifests, model specs): every field, name first."""
+    return asdict(preset)
+
+
+def preset_from_dict(data: dict[str, Any], name: str | None = None) -> STFTPreset:
+    """Inverse of :func:`preset_to_dict`. Older model specs stored the fields without the name
+    (``preset_params`` beside ``preset``): pass that name as ``name``; extra keys are ignored."""
+    values = {f.name: data[f.name] for f in fields(STFTPreset) if f.name in data}
+    values.setdefault("name", name)
+    missing = [f.name for f in fields(STFTPreset) if values.get(f.name) is None]
+    if missing:
+        raise ValueError(f"STFT preset {data!r} lacks {', '.join(missing)}")
+    return STFTPreset(**values)
 
 
 def stft(audio: np.ndarray, preset: STFTPreset) -> np.ndarray:

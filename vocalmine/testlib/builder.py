@@ -129,7 +129,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vocalmine.core.audio import AudioError, atomic_path, load_audio, resample, save_audio
+from vocalmine.core.atomic import atomic_path
+from vocalmine.core.audio import AudioError, ffmpeg_decode, load_audio, resample, save_audio
 from vocalmine.testlib.synth import synthesize_song
 
 SOURCES = ("musdb", "mir1k", "synthetic")
@@ -482,30 +483,7 @@ class MusdbSource:
 
     @staticmethod
     def _stream(path: Path, index: int) -> np.ndarray:
-        cmd = [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-i",
-            str(path),
-            "-map",
-            f"0:a:{index}",
-            "-f",
-            "f32le",
-            "-acodec",
-            "pcm_f32le",
-            "-ac",
-            "2",
-            "-ar",
-            "44100",
-            "-",
-        ]
-        proc = subprocess.run(cmd, capture_output=True, check=False)
-        if proc.returncode != 0:
-            lines = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise AudioError(path, f"ffmpeg cannot decode stream {index} ({lines[-1:]})")
-        return np.frombuffer(proc.stdout, dtype=np.float32).reshape(-1, 2).T.copy()
+        return ffmpeg_decode(path, 2, stream=index, remix=True, sample_rate=44100).T.copy()
 
     def load(
         self,

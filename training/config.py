@@ -1,0 +1,74 @@
+"""The options of a training run, without torch: the trainer, the train flow and the command
+line (whose defaults are these fields' defaults) all read them from here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved with checkpoints and in the model card."""
+
+    shard_root: str
+    dataset: str
+    run_dir: str
+    name: str = "vocalmine"
+    model: str = "unet"
+    preset: str | None = None
+    width: int = 16
+    dropout: float = 0.5
+    loss: str = "l1"
+    volume_balance: bool = False
+    lr: float = 1e-4
+    batch_size: int = 8
+    steps_per_epoch: int = 800
+    max_epochs: int = 500
+    max_steps: int | None = None
+    patience: int = 10
+    min_quality: float = 0.0
+    augment: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 2
+    shuffle_buffer: int = 256
+    seed: int = 0
+    checkpoint_every: int = 200
+    val_max_batches: int | None = None
+    log_every: int = 10
+    device: str = "auto"
+    amp: bool | None = None
+    channels_last: bool | None = None
+    tensorboard: bool = True
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("l1", "mse"):
+            raise ValueError(f"unknown loss {self.loss!r}; choose 'l1' or 'mse'")
+        if self.batch_size < 1 or self.steps_per_epoch < 1 or self.checkpoint_every < 1:
+            raise ValueError("batch_size, steps_per_epoch and checkpoint_every must be >= 1")
+        from vocalmine.training.augment import AugmentConfig  # numpy: only when checking
+
+        AugmentConfig(**self.augment)
+
+    @property
+    def total_steps(self) -> int:
+        """The step budget: ``max_steps`` or ``max_epochs × steps_per_epoch``."""
+        budget = self.max_epochs * self.steps_per_epoch
+        return min(budget, self.max_steps) if self.max_steps else budget
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (JSON)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, except the persistence options
+        that older run folders saved (recording and registering is now the train flow's work),
+        which are dropped."""
+        known = {f.name for f in fields(cls)}
+        retired = {"model_root", "catalog_url", "register", "promote"}
+        data = {k: v for k, v in data.items() if k not in retired}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}")
+        return cls(**data)
