@@ -40,6 +40,9 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
+from vocalmine.core.audio import load_audio, save_audio  # noqa: E402
+from vocalmine.core.stft import get_preset  # noqa: E402
 from vocalmine.mining.alignment import align, apply_alignment  # noqa: E402
 from vocalmine.mining.loudness import match_gain  # noqa: E402
 from vocalmine.mining.roles import (  # noqa: E402
@@ -49,11 +52,7 @@ from vocalmine.mining.roles import (  # noqa: E402
     role_features,
 )
 from vocalmine.mining.vocals import MIN_VOCAL_RATIO_DB, derive, vocal_activity_db  # noqa: E402
-
-from vocalmine.core.atomic import atomic_write_text  # noqa: E402
-from vocalmine.core.audio import load_audio, save_audio  # noqa: E402
-from vocalmine.core.stft import get_preset  # noqa: E402
-from vocalmine.testlib.builder import Mir1kSource, MusdbSource, SyntheticSource  # noqa: E402
+from vocalmine.testlib.sources import Mir1kSource, MusdbSource, SyntheticSource  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "role_calibration.json"

@@ -20,21 +20,20 @@ import pytest
 import typer
 from scipy.signal import correlate
 from typer.testing import CliRunner
-from vocalmine.mining.scan import parse_filename
-from vocalmine.mining.titles import parse_title
 
 from vocalmine.cli.library import library_build_command
 from vocalmine.core.audio import AudioError, load_audio, probe, read_tags, resample
-from vocalmine.testlib.builder import (
+from vocalmine.mining.scan import parse_filename
+from vocalmine.mining.titles import parse_title
+from vocalmine.testlib.builder import build_library
+from vocalmine.testlib.decoys import FILE_DECOYS, _other_codec
+from vocalmine.testlib.profiles import (
     ALT_A_CAPPELLA_TITLES,
     ALT_TITLE_VARIANTS,
-    FILE_DECOYS,
     PROFILES,
-    LibraryBuildError,
     _choose_file,
-    _other_codec,
-    build_library,
 )
+from vocalmine.testlib.sources import LibraryBuildError
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
 PROBED_CODEC = {

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from vocalmine.mining.alignment import align
-from vocalmine.mining.pair_pipeline import PairParams, process_pair
-from vocalmine.mining.roles import RoleThresholds
 
 from tests.mir1k_pairs import LAME_DELAY, LAME_LEVEL_DB, load_clip, load_song
 from vocalmine.core.audio import load_audio, resample, save_audio
 from vocalmine.core.stft import PRESETS
-from vocalmine.testlib.builder import MusdbSource
+from vocalmine.mining.alignment import align
+from vocalmine.mining.pair_pipeline import PairParams, process_pair
+from vocalmine.mining.roles import RoleThresholds
+from vocalmine.testlib.sources import MusdbSource
 
 
 @pytest.fixture()
