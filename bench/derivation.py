@@ -44,13 +44,12 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vocalmine.mining.alignment import Alignment, align, apply_alignment  # noqa: E402
-from vocalmine.mining.loudness import match_gain  # noqa: E402
-from vocalmine.mining.vocals import derive, reconstruct_vocals, sdr_db, to_preset  # noqa: E402
-
 from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 from vocalmine.core.audio import load_audio, resample, save_audio  # noqa: E402
 from vocalmine.core.stft import PRESETS  # noqa: E402
+from vocalmine.mining.alignment import Alignment, align, apply_alignment  # noqa: E402
+from vocalmine.mining.loudness import match_gain  # noqa: E402
+from vocalmine.mining.vocals import derive, reconstruct_vocals, sdr_db, to_preset  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 RESULTS = ROOT / "bench" / "results" / "derivation.json"
@@ -216,9 +215,8 @@ def _peak_rss_mb() -> float:
 
 
 def _baseline_worker(queue: multiprocessing.Queue) -> None:
-    import vocalmine.mining.pair_pipeline  # noqa: F401  (the imports every worker pays once)
-
     import vocalmine.core.stft
+    import vocalmine.mining.pair_pipeline  # noqa: F401  (the imports every worker pays once)
 
     vocalmine.core.stft.magnitude(np.zeros((1, 8192), np.float32), PRESETS["paper"])
     queue.put(_peak_rss_mb())

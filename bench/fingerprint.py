@@ -38,12 +38,11 @@ from rich.table import Table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
+from vocalmine.core.audio import load_audio  # noqa: E402
 from vocalmine.mining.fingerprint_index import FingerprintIndex  # noqa: E402
 from vocalmine.mining.fingerprint_match import match  # noqa: E402
 from vocalmine.mining.landmarks import fingerprint  # noqa: E402
-
-from vocalmine.core.atomic import atomic_write_text  # noqa: E402
-from vocalmine.core.audio import load_audio  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 RESULTS = ROOT / "bench" / "results" / "fingerprint.json"

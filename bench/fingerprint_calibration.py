@@ -46,13 +46,12 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
+from vocalmine.core.audio import load_audio, resample, save_audio  # noqa: E402
 from vocalmine.mining.discovery import orient_pair  # noqa: E402
 from vocalmine.mining.fingerprint_match import DEFAULT_THRESHOLDS, match, verify_pair  # noqa: E402
 from vocalmine.mining.landmarks import fingerprint  # noqa: E402
 from vocalmine.mining.pair_pipeline import process_pair  # noqa: E402
-
-from vocalmine.core.atomic import atomic_write_text  # noqa: E402
-from vocalmine.core.audio import load_audio, resample, save_audio  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 RESULTS = ROOT / "bench" / "results" / "fingerprint_calibration.json"

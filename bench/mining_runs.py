@@ -191,9 +191,9 @@ def run_mine(
 def read_catalog(config: Path, library: Path) -> dict[str, Any]:
     """Tracks (by library-relative path) with their reasons, every pair, and the run's times."""
     from sqlalchemy import select
-    from vocalmine.storage.catalog import MiningRun, Pair, Rejection, Track, open_catalog
 
     from vocalmine.core.settings import get_settings
+    from vocalmine.storage.catalog import MiningRun, Pair, Rejection, Track, open_catalog
 
     catalog = open_catalog(get_settings(config).catalog_url)
     root = str(library.resolve()) + os.sep

@@ -16,10 +16,6 @@ from typing import Any
 
 import numpy as np
 from scipy.signal import correlate
-from vocalmine.mining.alignment import Alignment, apply_alignment, downmix
-from vocalmine.mining.fingerprint_match import DEFAULT_THRESHOLDS
-from vocalmine.mining.landmarks import DEFAULT_PARAMS, fingerprint
-from vocalmine.mining.vocals import derive, reconstruct_vocals, sdr_db, to_preset
 
 from bench.truth import (
     pair_aliases,
@@ -27,6 +23,10 @@ from bench.truth import (
 )
 from vocalmine.core.audio import load_audio
 from vocalmine.core.stft import STFTPreset, get_preset
+from vocalmine.mining.alignment import Alignment, apply_alignment, downmix
+from vocalmine.mining.fingerprint_match import DEFAULT_THRESHOLDS
+from vocalmine.mining.landmarks import DEFAULT_PARAMS, fingerprint
+from vocalmine.mining.vocals import derive, reconstruct_vocals, sdr_db, to_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 

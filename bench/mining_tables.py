@@ -12,9 +12,9 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from vocalmine.mining.fingerprint_match import DEFAULT_THRESHOLDS
 
 from bench.mining_runs import PHASES
+from vocalmine.mining.fingerprint_match import DEFAULT_THRESHOLDS
 
 TARGETS = {
     "precision": 0.99,

@@ -30,8 +30,6 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vocalmine.flows.dashboard import running_server  # noqa: E402
-
 from tests.ops_support import (  # noqa: E402
     MILESTONES,
     dask_cluster,
@@ -42,6 +40,7 @@ from tests.ops_support import (  # noqa: E402
 )
 from tests.pg import free_port  # noqa: E402
 from vocalmine.core.atomic import atomic_write_text  # noqa: E402
+from vocalmine.flows.dashboard import running_server  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 

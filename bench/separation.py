@@ -51,6 +51,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 from vocalmine.separation.eval_datasets import load_musdb_track  # noqa: E402
 from vocalmine.separation.oracles import baseline_systems, separator_system  # noqa: E402
 from vocalmine.separation.postprocess import parse_variant  # noqa: E402
@@ -58,8 +59,6 @@ from vocalmine.separation.report import render_report  # noqa: E402
 from vocalmine.separation.scoring import evaluate  # noqa: E402
 from vocalmine.separation.separate import Separator  # noqa: E402
 from vocalmine.training.models import build_model  # noqa: E402
-
-from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 
 MUSDB = ROOT.parent / "shared" / "data" / "musdb18-7" / "test"
 RESULTS = ROOT / "bench" / "results" / "vocalmine.separation.json"
@@ -306,9 +305,8 @@ def current_model(spec: str | None = None) -> tuple[Any, str]:
     """The registry's model ``NAME[:VERSION]`` (default: ``vocalmine``'s current) under the
     configured settings (``VOCALMINE_DATA_DIR``, ...), else fresh weights."""
     try:
-        from vocalmine.training.registered import load_registered_model
-
         from vocalmine.core.settings import get_settings
+        from vocalmine.training.registered import load_registered_model
 
         settings = get_settings()
         model, record = load_registered_model(spec, settings.model_root, settings.catalog_url)

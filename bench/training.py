@@ -44,16 +44,15 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vocalmine.core.atomic import atomic_write_text  # noqa: E402
+from vocalmine.core.audio import load_audio  # noqa: E402
+from vocalmine.core.stft import PRESETS, magnitude  # noqa: E402
 from vocalmine.storage.shard_schema import Segment  # noqa: E402
 from vocalmine.storage.shard_writer import ShardWriter  # noqa: E402
 from vocalmine.training.dataset import ShardDataset  # noqa: E402
 from vocalmine.training.models import MODEL_KINDS, SOURCES, UNet, build_model  # noqa: E402
 from vocalmine.training.models.flops import conv_macs  # noqa: E402
 from vocalmine.training.trainer import TrainConfig, evaluate, train  # noqa: E402
-
-from vocalmine.core.atomic import atomic_write_text  # noqa: E402
-from vocalmine.core.audio import load_audio  # noqa: E402
-from vocalmine.core.stft import PRESETS, magnitude  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 RESULTS = ROOT / "bench" / "results" / "vocalmine.training.json"

@@ -1,4 +1,4 @@
-"""Prefect flow ``evaluate`` and the ``vocalmine evaluate`` command.
+"""Prefect flow ``evaluate`` (run by ``vocalmine evaluate``, :mod:`vocalmine.cli.evaluate`).
 
 Thin composition of :mod:`separation.eval_datasets`, :mod:`separation.oracles`,
 :mod:`separation.scoring` (museval) and
@@ -16,6 +16,9 @@ from typing import Any
 
 from prefect import artifacts, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+
+from vocalmine.core.markdown import image_data_url
+from vocalmine.core.settings import get_settings
 from vocalmine.flows.artifacts import artifact_key, publish_markdown, publish_table
 from vocalmine.separation.eval_datasets import default_dataset, open_dataset
 from vocalmine.separation.oracles import baseline_systems, separator_system
@@ -31,9 +34,6 @@ from vocalmine.separation.scoring import evaluate as run_evaluation
 from vocalmine.separation.separate import Separator
 from vocalmine.training.models import SeparationModel, build_model
 from vocalmine.training.registered import load_registered_model
-
-from vocalmine.core.markdown import image_data_url
-from vocalmine.core.settings import get_settings
 
 UNTRAINED = "untrained"
 

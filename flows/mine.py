@@ -23,6 +23,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL
 from prefect_dask import DaskTaskRunner
+
+from vocalmine.core.audio import load_audio
+from vocalmine.core.reasons import Reason
+from vocalmine.core.settings import Settings, get_settings
+from vocalmine.core.stft import get_preset
 from vocalmine.flows.api_server import temporary_server_url
 from vocalmine.flows.artifacts import publish_counts, publish_histogram
 from vocalmine.flows.runtime import ALLOCATOR_ENV, flow_run_id, keep_freed_memory
@@ -60,11 +65,6 @@ from vocalmine.storage.locks import (
 from vocalmine.storage.shard_schema import Segment, to_half
 from vocalmine.storage.shard_writer import ShardWriter
 from vocalmine.storage.splits import split_for_artist
-
-from vocalmine.core.audio import load_audio
-from vocalmine.core.reasons import Reason
-from vocalmine.core.settings import Settings, get_settings
-from vocalmine.core.stft import get_preset
 
 PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
 

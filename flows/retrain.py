@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
+
+from vocalmine.core.settings import get_settings
 from vocalmine.flows.artifacts import publish_decision
 from vocalmine.flows.evaluate import evaluate
 from vocalmine.flows.runtime import flow_run_id
@@ -28,8 +30,6 @@ from vocalmine.storage.catalog import open_catalog
 from vocalmine.storage.registry import ModelRegistry
 from vocalmine.storage.shard_schema import manifest_summary, read_manifest
 from vocalmine.training.promotion import model_score, promotion_reason, should_promote
-
-from vocalmine.core.settings import get_settings
 
 
 @flow(name="retrain", log_prints=True)

@@ -1,4 +1,4 @@
-"""Prefect flow ``train`` and the ``vocalmine train`` command.
+"""Prefect flow ``train`` (run by ``vocalmine train``, :mod:`vocalmine.cli.train`).
 
 Thin composition: settings → a :class:`training.trainer.TrainConfig` written to the run folder
 → :func:`training.launch.launch` (in-process for one CPU process, else ``torchrun`` with one
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+
+from vocalmine.core.settings import get_settings
 from vocalmine.flows.artifacts import publish_curves, publish_table
 from vocalmine.flows.runtime import flow_run_id
 from vocalmine.storage.catalog import open_catalog
@@ -29,8 +31,6 @@ from vocalmine.training.launch import default_nproc, launch
 from vocalmine.training.registered import trained_model
 from vocalmine.training.runs import already_registered, registration_metrics, resumed_config
 from vocalmine.training.trainer import RESULT, TrainConfig, read_metrics
-
-from vocalmine.core.settings import get_settings
 
 #: The flow's marker of the version a run registered (beside the checkpoints).
 REGISTERED = "registered.json"

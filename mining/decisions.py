@@ -38,9 +38,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from vocalmine.mining.titles import ParsedTitle, parse_title
-
 from vocalmine.core.reasons import Reason
+from vocalmine.mining.titles import ParsedTitle, parse_title
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from vocalmine.mining.fingerprint_index import FingerprintIndex, candidate_pairs, unordered
-from vocalmine.mining.fingerprint_match import DEFAULT_THRESHOLDS, Suspect, VerifyThresholds, match
-from vocalmine.mining.landmarks import DEFAULT_PARAMS, FingerprintParams, spectrogram
 
 from vocalmine.core.audio import resample
 from vocalmine.core.reasons import Reason
+from vocalmine.mining.fingerprint_index import FingerprintIndex, candidate_pairs, unordered
+from vocalmine.mining.fingerprint_match import DEFAULT_THRESHOLDS, Suspect, VerifyThresholds, match
+from vocalmine.mining.landmarks import DEFAULT_PARAMS, FingerprintParams, spectrogram
 
 __all__ = ["DiscoveredPair", "Duplicate", "discover_pairs", "find_duplicates", "orient_pair"]
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
 from vocalmine.mining.fingerprint_match import (
     DEFAULT_THRESHOLDS,
     check_compatible,

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from vocalmine.mining.landmarks import DT_MASK, Fingerprint
 
 from vocalmine.core.reasons import Reason
+from vocalmine.mining.landmarks import DT_MASK, Fingerprint
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyloudnorm
 import scipy.signal
+
 from vocalmine.mining.alignment import downmix
 
 GAIN_FFT = 2048

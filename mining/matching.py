@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from rapidfuzz import fuzz, process
-from vocalmine.mining.titles import ParsedTitle, normalize_artist, parse_title
 
 from vocalmine.core.reasons import Reason
+from vocalmine.mining.titles import ParsedTitle, normalize_artist, parse_title
 
 __all__ = [
     "CandidatePair",

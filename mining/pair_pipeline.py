@@ -27,6 +27,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from vocalmine.core.audio import AudioError, load_audio, resample
+from vocalmine.core.reasons import Reason
+from vocalmine.core.stft import STFTPreset, get_preset
 from vocalmine.mining.alignment import Alignment, AlignParams, align, apply_alignment
 from vocalmine.mining.loudness import Gain, match_gain
 from vocalmine.mining.roles import (
@@ -40,10 +44,6 @@ from vocalmine.mining.roles import (
 )
 from vocalmine.mining.segments import SegmentPatch, SegmentPolicy, cut_segments
 from vocalmine.mining.vocals import MIN_VOCAL_RATIO_DB, derive, vocal_activity_db
-
-from vocalmine.core.audio import AudioError, load_audio, resample
-from vocalmine.core.reasons import Reason
-from vocalmine.core.stft import STFTPreset, get_preset
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from vocalmine.mining.vocals import LOW_BAND_HZ, Derived
 
 _EPS = 1e-20

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
-from vocalmine.storage.catalog import Catalog, Track, utcnow
 
 from vocalmine.core.audio import AUDIO_SUFFIXES, AudioError, load_audio, probe, read_tags
 from vocalmine.core.reasons import Reason
+from vocalmine.storage.catalog import Catalog, Track, utcnow
 
 HASH_CHUNK = 1 << 20
 _TRACK_NUMBER = re.compile(r"^\s*\d{1,3}\s*(?:[.\-_)]\s*)?(?=\S)")

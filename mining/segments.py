@@ -31,9 +31,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from vocalmine.mining.vocals import Derived
 
 from vocalmine.core.stft import STFTPreset
+from vocalmine.mining.vocals import Derived
 
 
 @dataclass(frozen=True)

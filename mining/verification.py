@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from vocalmine.core.reasons import Reason
 from vocalmine.mining.decisions import (
     CopyGroups,
     Proposal,
@@ -26,8 +27,6 @@ from vocalmine.mining.discovery import DiscoveredPair, Duplicate
 from vocalmine.mining.fingerprint_match import Verdict as FingerprintVerdict
 from vocalmine.mining.landmarks import DEFAULT_PARAMS, Fingerprint, FingerprintParams
 from vocalmine.mining.matching import TrackRef, duration_reason
-
-from vocalmine.core.reasons import Reason
 
 #: Pair statuses whose pairs take part in the decisions (mined ones are kept, never rejected).
 LIVE = ("accepted", "mined")

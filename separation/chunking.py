@@ -15,36 +15,8 @@ Two levels, both with overlap and windowed overlap-add so no seam is audible or 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
-
-from vocalmine.core.stft import STFTPreset
-
-
-@dataclass(frozen=True)
-class ChunkSettings:
-    """Block and patch sizes; larger blocks cost memory, overlaps cost time.
-
-    A block holds ``block_patches`` model patches (48 s for ``paper``, 47.5 s for ``hq``), sized
-    so its spectrogram never needs a partial extra patch; consecutive blocks share
-    ``overlap_s`` seconds, which are cross-faded.
-    """
-
-    block_patches: int = 4
-    overlap_s: float = 2.0
-    patch_overlap: float = 0.0
-
-    def block_samples(self, sample_rate: int, preset: STFTPreset) -> tuple[int, int]:
-        """``(size, overlap)`` of a block in samples at ``sample_rate``."""
-        model_samples = (self.block_patches * preset.patch_frames - 1) * preset.hop - 1
-        size = int(model_samples * sample_rate // preset.sample_rate)
-        overlap = max(0, round(self.overlap_s * sample_rate))
-        if not 0 <= 2 * overlap < size:
-            raise ValueError(
-                f"overlap of {self.overlap_s} s is too long for blocks of {size} samples"
-            )
-        return size, overlap
 
 
 def overlapping_blocks(

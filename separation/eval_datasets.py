@@ -182,26 +182,34 @@ class Dataset:
     decoding: str
 
 
+def recognise_dataset(path: str | Path) -> tuple[str, Path]:
+    """What ``path`` holds, without reading any audio: ``("library", manifest)``, ``("musdb",
+    folder)`` or ``("mir1k", folder)``. A path that is none of them is a one-line
+    FileNotFoundError, raised before any work starts."""
+    root = Path(path)
+    if root.is_file() and root.suffix == ".json":
+        return "library", root
+    for manifest in (root / "manifest.json", root.parent / f"{root.name}.truth" / "manifest.json"):
+        if manifest.is_file():
+            return "library", manifest
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such dataset folder or manifest")
+    if any(root.glob("*.stem.mp4")):
+        return "musdb", root
+    if any(root.glob("*.flac")):
+        return "mir1k", root
+    raise FileNotFoundError(f"{root}: not a musdb folder, a MIR-1K folder or a library answer key")
+
+
 def open_dataset(path: str | Path, limit: int | None = None) -> Dataset:
     """Recognise a dataset: a musdb folder (``*.stem.mp4``), a MIR-1K folder (``*.flac``), a
     test library's answer key (its ``manifest.json``, the ``.truth`` folder holding it, or the
     library folder beside that)."""
-    root = Path(path)
-    manifest = None
-    if root.is_file() and root.suffix == ".json":
-        manifest = root
-    elif (root / "manifest.json").is_file():
-        manifest = root / "manifest.json"
-    elif (root.parent / f"{root.name}.truth" / "manifest.json").is_file():
-        manifest = root.parent / f"{root.name}.truth" / "manifest.json"
-    if manifest is not None:
-        name = manifest.parent.name.removesuffix(".truth")
-        return Dataset(f"library:{name}", manifest_tracks(manifest, limit), LIBRARY_DECODING)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such dataset folder or manifest")
-    if any(root.glob("*.stem.mp4")):
+    kind, root = recognise_dataset(path)
+    if kind == "library":
+        name = root.parent.name.removesuffix(".truth")
+        return Dataset(f"library:{name}", manifest_tracks(root, limit), LIBRARY_DECODING)
+    if kind == "musdb":
         label = f"musdb:{root.parent.name}/{root.name}"
         return Dataset(label, musdb_tracks(root, limit), DECODING)
-    if any(root.glob("*.flac")):
-        return Dataset(f"mir1k:{root.name}", mir1k_tracks(root, count=limit or 100), MIR1K_DECODING)
-    raise FileNotFoundError(f"{root}: not a musdb folder, a MIR-1K folder or a library answer key")
+    return Dataset(f"mir1k:{root.name}", mir1k_tracks(root, count=limit or 100), MIR1K_DECODING)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from vocalmine.separation.eval_datasets import EvalTrack, System
 from vocalmine.separation.masks import istft, stft
 from vocalmine.training.models.base import SOURCES

@@ -20,42 +20,10 @@ artifacts (distortion the separation itself made; SAR). Each option moves along 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import norbert
 import numpy as np
 
-
-@dataclass(frozen=True)
-class GateSettings:
-    """Vocal energy gate: ``threshold`` is *b*, ``min_silence_s`` is *a* (Prétet 2018 §4.4.3)."""
-
-    threshold: float = 0.2
-    min_silence_s: float = 1.0
-    window_s: float = 0.23
-    fade_s: float = 0.05
-    hop_s: float = 0.01
-
-
-@dataclass(frozen=True)
-class PostProcessing:
-    """Which post-processing runs; the default is none (plain ratio masks)."""
-
-    binarize_alpha: float | None = None
-    wiener_iterations: int = 0
-    gate: GateSettings | None = None
-
-    @property
-    def label(self) -> str:
-        """Short name for reports, e.g. ``"binarize(a=10)+gate(b=0.2,a=1s)"``."""
-        parts = []
-        if self.binarize_alpha is not None:
-            parts.append(f"binarize(a={self.binarize_alpha:g})")
-        if self.wiener_iterations:
-            parts.append(f"wiener(it={self.wiener_iterations})")
-        if self.gate is not None:
-            parts.append(f"gate(b={self.gate.threshold:g},a={self.gate.min_silence_s:g}s)")
-        return "+".join(parts) or "none"
+from vocalmine.separation.settings import GateSettings, PostProcessing
 
 
 def binarize(mask: np.ndarray, alpha: float) -> np.ndarray:

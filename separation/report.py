@@ -16,12 +16,12 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from vocalmine.separation.scoring import EvaluationResult  # noqa: E402
-from vocalmine.training.models.base import SOURCES  # noqa: E402
 
 from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 from vocalmine.core.markdown import image_data_url  # noqa: E402
 from vocalmine.core.markdown import markdown_table as _markdown_table  # noqa: E402
+from vocalmine.separation.scoring import EvaluationResult  # noqa: E402
+from vocalmine.training.models.base import SOURCES  # noqa: E402
 
 TABLE_METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR", "NSDR")
 PLOT_METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR")

@@ -21,10 +21,10 @@ from typing import Any
 import museval
 import numpy as np
 import pandas as pd
-from vocalmine.separation.eval_datasets import DECODING, EvalTrack, System
-from vocalmine.training.models.base import SOURCES
 
 from vocalmine.core.atomic import atomic_path, atomic_write_text
+from vocalmine.separation.eval_datasets import DECODING, EvalTrack, System
+from vocalmine.training.models.base import SOURCES
 
 METRICS: tuple[str, ...] = ("SDR", "SIR", "SAR", "ISR")
 

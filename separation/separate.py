@@ -22,8 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from vocalmine.core.audio import AUDIO_SUFFIXES, resample
+from vocalmine.core.stft import stft as model_stft
+from vocalmine.core.stft import to_preset_channels
 from vocalmine.separation.chunking import (
-    ChunkSettings,
     CrossFader,
     array_pieces,
     merge_patches,
@@ -44,7 +47,6 @@ from vocalmine.separation.masks import (
 )
 from vocalmine.separation.postprocess import (
     HopEnergyMeter,
-    PostProcessing,
     apply_gate,
     binarize,
     gain_at_samples,
@@ -52,12 +54,9 @@ from vocalmine.separation.postprocess import (
     gate_hop,
     wiener,
 )
+from vocalmine.separation.settings import ChunkSettings, PostProcessing
 from vocalmine.separation.streams import WRITE_FRAMES, AudioStream, StemWriter, WriteBehind
 from vocalmine.training.models import SeparationModel
-
-from vocalmine.core.audio import AUDIO_SUFFIXES, resample
-from vocalmine.core.stft import stft as model_stft
-from vocalmine.core.stft import to_preset_channels
 
 SOURCES: tuple[str, str] = ("vocals", "accompaniment")
 Progress = Callable[[float], None]

@@ -33,6 +33,7 @@ from vocalmine.core.audio import (
     ffmpeg_error,
     probe,
     require_ffmpeg,
+    sndfile_open_error,
 )
 
 OutputFormat = Literal["wav", "flac", "mp3"]
@@ -56,14 +57,7 @@ class AudioStream:
             try:
                 self._sndfile = sf.SoundFile(self.path)
             except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-                # libsndfile says "File does not exist" of data it cannot parse (a text file
-                # named .mp3); the file was just found, so name the true cause
-                reason = getattr(exc, "error_string", None) or str(exc)
-                if "does not exist" in reason:
-                    reason = f"no {self.path.suffix.lstrip('.').upper()} audio found in it"
-                raise AudioError(
-                    self.path, f"not audio, or damaged: cannot decode it ({reason.rstrip('.')})"
-                ) from exc
+                raise sndfile_open_error(self.path, exc) from exc
             self.sample_rate = int(self._sndfile.samplerate)
             self.channels = int(self._sndfile.channels)
             self.frames = int(self._sndfile.frames)

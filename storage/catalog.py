@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
 from vocalmine.storage.db_lock import database_lock
 
 MIGRATIONS = Path(__file__).with_name("migrations")

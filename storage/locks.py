@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import or_, select, update
+
 from vocalmine.storage.catalog import Catalog, Pair
 from vocalmine.storage.db_lock import POLL_S, LockBusy, database_lock, lock_file, lock_number
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, or_, select
+
 from vocalmine.storage.catalog import (
     Catalog,
     Fingerprint,

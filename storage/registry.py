@@ -24,10 +24,10 @@ from typing import Any, Protocol
 import fsspec
 import torch
 from sqlalchemy import delete, func, select, update
-from vocalmine.storage.catalog import Catalog, ModelRecord, TrainingMetric
-from vocalmine.storage.shard_schema import open_filesystem
 
 from vocalmine.core.atomic import atomic_write
+from vocalmine.storage.catalog import Catalog, ModelRecord, TrainingMetric
+from vocalmine.storage.shard_schema import open_filesystem
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+
+from vocalmine.core.atomic import is_local
+from vocalmine.core.stft import preset_from_dict
 from vocalmine.storage.shard_schema import (
     TENSOR_COLUMNS,
     Segment,
@@ -22,9 +25,6 @@ from vocalmine.storage.shard_schema import (
     read_manifest,
 )
 from vocalmine.storage.splits import SPLITS
-
-from vocalmine.core.atomic import is_local
-from vocalmine.core.stft import preset_from_dict
 
 
 @dataclass(frozen=True)

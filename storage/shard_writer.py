@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from vocalmine.core.atomic import atomic_write
+from vocalmine.core.stft import STFTPreset, preset_from_dict, preset_to_dict
 from vocalmine.storage.shard_schema import (
     MANIFEST,
     SCALAR_COLUMNS,
@@ -31,9 +34,6 @@ from vocalmine.storage.shard_schema import (
     to_half,
 )
 from vocalmine.storage.splits import SPLITS
-
-from vocalmine.core.atomic import atomic_write
-from vocalmine.core.stft import STFTPreset, preset_from_dict, preset_to_dict
 
 log = logging.getLogger(__name__)
 

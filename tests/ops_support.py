@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
-from vocalmine.storage.catalog import Pair, Rejection, Track, open_catalog
 
 from vocalmine.core.audio import load_audio, save_audio
+from vocalmine.storage.catalog import Pair, Rejection, Track, open_catalog
 
 SR = 16000
 SONGS = ("amy_10", "leon_1", "yifen_1", "jmzen_1", "geniusturtle_1", "amy_11", "amy_12", "amy_13")

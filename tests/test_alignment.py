@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import lfilter
-from vocalmine.mining.alignment import Alignment, align, apply_alignment
 
 from tests.mir1k_pairs import LAME_DELAY, load_clip, load_song, mp3_round_trip, offset_pair
 from vocalmine.core.audio import resample
 from vocalmine.core.reasons import Reason
+from vocalmine.mining.alignment import Alignment, align, apply_alignment
 
 CLIPS = ["amy_10_01", "leon_7_05", "geniusturtle_8_03"]
 

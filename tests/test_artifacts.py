@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
+
 from vocalmine.flows import artifacts
 
 

@@ -65,3 +65,13 @@ def test_integer_pcm_decodes_to_libsndfiles_own_float_values(
     np.testing.assert_array_equal(audio, expected.T)
     part, _ = load_audio(path, offset_s=0.25, duration_s=0.1)
     np.testing.assert_array_equal(part, expected[11025 : 11025 + 4410].T)
+
+
+def test_a_text_file_named_mp3_is_reported_as_not_audio_not_as_missing(tmp_path: Path) -> None:
+    fake = tmp_path / "song.mp3"
+    fake.write_text("these are liner notes, not audio\n" * 20)
+    with pytest.raises(AudioError) as caught:
+        load_audio(fake)
+    message = str(caught.value)
+    assert message.startswith(str(fake))
+    assert "not audio" in message and "does not exist" not in message

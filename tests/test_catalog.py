@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
+
 from vocalmine.storage.catalog import (
     Catalog,
     MiningRun,

@@ -15,7 +15,7 @@ import soundfile as sf
 import typer
 
 from vocalmine.cli.app import VERBS, register
-from vocalmine.cli.common import declared_defaults, defaults
+from vocalmine.cli.common import defaults
 from vocalmine.cli.mine import explain_lines
 
 #: Every verb's words for ``--help``.
@@ -102,23 +102,27 @@ def test_train_help_at_80_columns_shows_every_option_in_full() -> None:
                 assert any(f"{option} " in f"{line} " for line in lines), option
 
 
-def test_defaults_come_from_the_dataclasses() -> None:
-    from vocalmine.separation.chunking import ChunkSettings
-    from vocalmine.separation.postprocess import GateSettings, PostProcessing
-    from vocalmine.training.augment import AugmentConfig
-    from vocalmine.training.models import MODEL_KINDS
+def test_option_defaults_are_the_config_dataclasses_defaults() -> None:
+    from vocalmine.cli import library
+    from vocalmine.separation.settings import ChunkSettings, GateSettings, PostProcessing
+    from vocalmine.testlib.profiles import PROFILES
+    from vocalmine.testlib.sources import SOURCES
+    from vocalmine.training.config import AugmentConfig, TrainConfig
 
-    from vocalmine.cli import library, train
-    from vocalmine.testlib.builder import PROFILES, SOURCES
-
-    for module, cls in [
-        ("vocalmine.separation.postprocess", GateSettings),
-        ("vocalmine.separation.postprocess", PostProcessing),
-        ("vocalmine.separation.chunking", ChunkSettings),
-        ("vocalmine.training.augment", AugmentConfig),
-    ]:
-        assert declared_defaults(module, cls.__name__) == defaults(cls)
-    assert train.MODEL_KINDS == MODEL_KINDS
+    commands = typer.main.get_command(register()).commands  # type: ignore[attr-defined]
+    train = {p.name: p.default for p in commands["train"].params}
+    for name, value in defaults(TrainConfig).items():
+        if train.get(name) is not None:  # None: taken from the settings at run time
+            assert train[name] == value, name
+    augment = defaults(AugmentConfig)
+    assert train["aug_p"] == augment["p"]
+    for name in ("channel_swap", "gain", "time_stretch", "pitch_shift"):
+        assert train[name] == augment[name], name
+    separate = {p.name: p.default for p in commands["separate"].params}
+    assert separate["gate_threshold"] == defaults(GateSettings)["threshold"]
+    assert separate["gate_min_silence"] == defaults(GateSettings)["min_silence_s"]
+    assert separate["binarize"] == defaults(PostProcessing)["binarize_alpha"]
+    assert separate["patch_overlap"] == defaults(ChunkSettings)["patch_overlap"]
     assert library.SOURCES == SOURCES and tuple(PROFILES) == library.PROFILES
 
 
@@ -182,6 +186,7 @@ def test_a_failed_separate_creates_no_catalog(tmp_path: Path, args: list[str]) -
 
 def test_an_unknown_model_lists_the_registered_ones(tmp_path: Path) -> None:
     import torch
+
     from vocalmine.storage.catalog import open_catalog
     from vocalmine.storage.registry import ModelRegistry
     from vocalmine.training.models import build_model

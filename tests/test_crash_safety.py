@@ -26,9 +26,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import select
-from vocalmine.flows.dashboard import running_server
-from vocalmine.storage.catalog import Track, open_catalog
-from vocalmine.storage.shard_reader import ShardReader
 
 from tests.ops_support import (
     MILESTONES,
@@ -42,6 +39,9 @@ from tests.ops_support import (
 )
 from tests.pg import PostgresServer, free_port
 from vocalmine.core.audio import save_audio
+from vocalmine.flows.dashboard import running_server
+from vocalmine.storage.catalog import Track, open_catalog
+from vocalmine.storage.shard_reader import ShardReader
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from vocalmine.flows.dashboard import running_server
 
 from tests.ops_support import make_library, run_cli
 from tests.pg import free_port
+from vocalmine.flows.dashboard import running_server
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -11,12 +11,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
-from vocalmine.storage.shard_writer import ShardWriter
-from vocalmine.training.augment import AugmentConfig, pitch_shift, time_stretch
-from vocalmine.training.dataset import ShardDataset, shuffle_order
-from vocalmine.training.trainer import LOADER_CONTEXT
 
 from tests.test_shards import TINY, make_segments
+from vocalmine.storage.shard_writer import ShardWriter
+from vocalmine.training.augment import pitch_shift, time_stretch
+from vocalmine.training.config import AugmentConfig
+from vocalmine.training.dataset import ShardDataset, shuffle_order
+from vocalmine.training.trainer import LOADER_CONTEXT
 
 
 def _context(workers: int) -> dict:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from vocalmine.core.reasons import Reason
 from vocalmine.mining.decisions import (
     CopyGroups,
     Proposal,
@@ -11,8 +13,6 @@ from vocalmine.mining.decisions import (
     keep_one_per_group,
     title_checks,
 )
-
-from vocalmine.core.reasons import Reason
 
 MIX = TrackFacts(1, "/lib/Artist/Song.flac", "Song")
 INSTRUMENTAL = TrackFacts(2, "/lib/Artist/Song (Instrumental).mp3", "Song (Instrumental)")

@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 import typer
-from vocalmine.flows.dashboard import running_server
-from vocalmine.flows.deployments import build_deployments
 
 from tests.ops_support import ROOT, make_library, stop_group
 from tests.pg import free_port
 from vocalmine.core.settings import get_settings
+from vocalmine.flows.dashboard import running_server
+from vocalmine.flows.deployments import build_deployments
 
 MINE_CRON = "0 3 1 1 *"  # far away: only the runs the test starts happen
 RETRAIN_CRON = "0 5 1 1 *"

@@ -15,6 +15,8 @@ import typer
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 from typer.testing import CliRunner
+
+from vocalmine.cli.evaluate import evaluate_command
 from vocalmine.separation.eval_datasets import (
     EvalTrack,
     load_musdb_track,
@@ -26,10 +28,8 @@ from vocalmine.separation.eval_datasets import (
 from vocalmine.separation.oracles import irm_oracle, mix_baseline
 from vocalmine.separation.report import render_report, summary_table
 from vocalmine.separation.scoring import EvaluationResult, evaluate
-from vocalmine.training.models.base import SOURCES
-
-from vocalmine.cli.evaluate import evaluate_command
 from vocalmine.testlib.builder import build_library
+from vocalmine.training.models.base import SOURCES
 
 
 @pytest.fixture(scope="module")

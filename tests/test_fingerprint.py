@@ -15,6 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import maximum_filter1d
+
+from tests.mir1k_pairs import LAME_DELAY, mp3_round_trip
+from vocalmine.core.audio import load_audio, resample
 from vocalmine.mining.discovery import discover_pairs, find_duplicates, orient_pair
 from vocalmine.mining.fingerprint_index import FingerprintIndex, candidate_pairs
 from vocalmine.mining.fingerprint_match import (
@@ -24,9 +27,6 @@ from vocalmine.mining.fingerprint_match import (
     verify_pair,
 )
 from vocalmine.mining.landmarks import DEFAULT_PARAMS, Fingerprint, fingerprint, window_max
-
-from tests.mir1k_pairs import LAME_DELAY, mp3_round_trip
-from vocalmine.core.audio import load_audio, resample
 
 MIR1K = Path(__file__).parents[1] / ".." / "shared" / "data" / "mir1k"
 FRAME_S = DEFAULT_PARAMS.frame_s

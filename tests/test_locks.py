@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from vocalmine.storage.catalog import Catalog, Pair, Track, open_catalog
 from vocalmine.storage.locks import (
     LockBusy,

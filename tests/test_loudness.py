@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pyloudnorm
 import pytest
-from vocalmine.mining.alignment import align, apply_alignment
-from vocalmine.mining.loudness import integrated_loudness, loudness_gain_db, match_gain, robust_gain
 
 from tests.mir1k_pairs import load_clip, mp3_round_trip, offset_pair
 from vocalmine.core.audio import resample
+from vocalmine.mining.alignment import align, apply_alignment
+from vocalmine.mining.loudness import integrated_loudness, loudness_gain_db, match_gain, robust_gain
 
 PAIRS = [
     ("amy_10_01", 6.0),

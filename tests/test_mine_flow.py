@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
-from vocalmine.flows.mine import configured_mine_flow
-from vocalmine.storage.catalog import Pair, Rejection, Track, open_catalog
-from vocalmine.storage.shard_schema import read_manifest
 
 from vocalmine.cli import register
 from vocalmine.core.audio import load_audio, save_audio
 from vocalmine.core.settings import get_settings
+from vocalmine.flows.mine import configured_mine_flow
+from vocalmine.storage.catalog import Pair, Rejection, Track, open_catalog
+from vocalmine.storage.shard_schema import read_manifest
 
 pytestmark = pytest.mark.slow
 SR = 16000

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from vocalmine.training.losses import separation_loss, volume_weights
-from vocalmine.training.models import MODEL_KINDS, UNet, build_model, model_from_spec
-from vocalmine.training.models.flops import conv_macs
 
 from tests.test_shards import STEREO, TINY
 from vocalmine.core.stft import PRESETS
+from vocalmine.training.losses import separation_loss, volume_weights
+from vocalmine.training.models import MODEL_KINDS, UNet, build_model, model_from_spec
+from vocalmine.training.models.flops import conv_macs
 
 K = 5 * 5  # every kernel is 5×5
 

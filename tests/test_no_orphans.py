@@ -24,6 +24,7 @@ from typing import IO
 
 import psutil
 import pytest
+
 from vocalmine.flows.api_server import STARTUP_TIMEOUT, startup_timeout
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,12 +15,11 @@ import soundfile as sf
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+
 from vocalmine.separation.eval_datasets import EvalTrack
 from vocalmine.separation.masks import FULL_BAND_WINDOW, full_resolution, istft, stft
 from vocalmine.separation.postprocess import (
-    GateSettings,
     HopEnergyMeter,
-    PostProcessing,
     apply_gate,
     binarize,
     gate_gain,
@@ -30,6 +29,7 @@ from vocalmine.separation.postprocess import (
 )
 from vocalmine.separation.scoring import score_track
 from vocalmine.separation.separate import Separator
+from vocalmine.separation.settings import GateSettings, PostProcessing
 from vocalmine.training.models import build_model
 
 CLIP = "amy_10_03.flac"  # 6.2 s; the singer pauses for several seconds

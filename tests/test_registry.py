@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from sqlalchemy import select
+
+from tests.test_shards import TINY
 from vocalmine.storage.catalog import Catalog, TrainingMetric
 from vocalmine.storage.registry import (
     ModelRegistry,
@@ -17,8 +19,6 @@ from vocalmine.storage.registry import (
 )
 from vocalmine.training.models import build_model
 from vocalmine.training.registered import load_model
-
-from tests.test_shards import TINY
 
 
 @pytest.fixture

@@ -6,15 +6,15 @@ import math
 from pathlib import Path
 
 import pytest
+
+from tests.test_shards import make_segments
+from vocalmine.core.settings import get_settings
+from vocalmine.core.stft import PRESETS
 from vocalmine.flows.retrain import retrain_flow
 from vocalmine.storage.catalog import open_catalog
 from vocalmine.storage.registry import ModelRegistry
 from vocalmine.storage.shard_writer import ShardWriter
 from vocalmine.training.promotion import model_score, promotion_reason, should_promote
-
-from tests.test_shards import make_segments
-from vocalmine.core.settings import get_settings
-from vocalmine.core.stft import PRESETS
 
 PAPER = PRESETS["paper"]  # the separator's chunking needs real-sized patches
 

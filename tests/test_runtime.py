@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from vocalmine.flows.runtime import ALLOCATOR_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +92,7 @@ def _environ() -> dict[str, str]:
 
 def test_the_mine_flows_local_workers_start_with_that_environment() -> None:
     from distributed import Client
+
     from vocalmine.flows.mine import local_cluster
 
     with (

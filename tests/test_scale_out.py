@@ -13,10 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from distributed import Client
-from vocalmine.flows.dashboard import running_server
 
 from tests.ops_support import dask_cluster, make_library, run_cli, snapshot
 from tests.pg import PostgresServer, free_port
+from vocalmine.flows.dashboard import running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

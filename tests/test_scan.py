@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 from typer.testing import CliRunner
-from vocalmine.mining.scan import parse_filename, scan_library
-from vocalmine.storage.catalog import Track, open_catalog
 
 from vocalmine.cli import register
 from vocalmine.core.audio import save_audio
+from vocalmine.mining.scan import parse_filename, scan_library
+from vocalmine.storage.catalog import Track, open_catalog
 
 SR = 44100
 

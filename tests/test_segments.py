@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vocalmine.mining.segments import SegmentPolicy, cut_segments, patch_starts
-from vocalmine.mining.vocals import Derived
 
 from vocalmine.core.stft import PRESETS
+from vocalmine.mining.segments import SegmentPolicy, cut_segments, patch_starts
+from vocalmine.mining.vocals import Derived
 
 PAPER = PRESETS["paper"]  # 8192 Hz, hop 768: 10.67 frames per second, 128-frame patches
 HQ = PRESETS["hq"]

@@ -14,8 +14,10 @@ import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
+
+from vocalmine.cli.separate import separate_command
+from vocalmine.core.stft import PRESETS
 from vocalmine.separation.chunking import (
-    ChunkSettings,
     CrossFader,
     array_pieces,
     merge_patches,
@@ -36,12 +38,10 @@ from vocalmine.separation.separate import (
     expand_inputs,
     output_dir_for,
 )
+from vocalmine.separation.settings import ChunkSettings
 from vocalmine.storage.catalog import open_catalog
 from vocalmine.storage.registry import ModelRegistry, parse_model_spec
 from vocalmine.training.models import build_model
-
-from vocalmine.cli.separate import separate_command
-from vocalmine.core.stft import PRESETS
 
 
 @pytest.fixture(scope="module")

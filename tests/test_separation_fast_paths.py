@@ -13,6 +13,9 @@ import soundfile as sf
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from vocalmine.core.audio import resample
+from vocalmine.core.stft import PRESETS, magnitude
 from vocalmine.separation.masks import (
     FullBandMask,
     _window,
@@ -22,9 +25,6 @@ from vocalmine.separation.masks import (
 )
 from vocalmine.separation.separate import Separator
 from vocalmine.training.models import build_model
-
-from vocalmine.core.audio import resample
-from vocalmine.core.stft import PRESETS, magnitude
 
 CLIP = "amy_10_03.flac"
 

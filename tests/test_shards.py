@@ -13,6 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from vocalmine.core.stft import STFTPreset
 from vocalmine.storage.shard_reader import ShardReader
 from vocalmine.storage.shard_schema import (
     SCHEMA_VERSION,
@@ -24,8 +26,6 @@ from vocalmine.storage.shard_schema import (
 )
 from vocalmine.storage.shard_writer import ShardWriter
 from vocalmine.storage.splits import SPLITS, split_for_artist
-
-from vocalmine.core.stft import STFTPreset
 
 TINY = STFTPreset("tiny", sample_rate=8192, channels=1, n_fft=128, hop=96, patch_frames=32)
 STEREO = STFTPreset("tiny-stereo", sample_rate=8192, channels=2, n_fft=64, hop=48, patch_frames=16)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from vocalmine.mining.titles import normalize_artist, normalize_text, normalize_title, parse_title
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 from sqlalchemy import select
+
+from tests.test_shards import TINY, make_segments
 from vocalmine.flows.train import record_run
 from vocalmine.storage.catalog import Catalog, TrainingMetric
 from vocalmine.storage.registry import ModelRegistry
@@ -18,8 +20,6 @@ from vocalmine.storage.shard_writer import ShardWriter
 from vocalmine.training.launch import launch, torchrun_command
 from vocalmine.training.registered import load_model
 from vocalmine.training.trainer import TrainConfig, read_metrics, train
-
-from tests.test_shards import TINY, make_segments
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+
+from vocalmine.core.reasons import Reason
 from vocalmine.mining.decisions import TrackFacts
 from vocalmine.mining.discovery import DiscoveredPair, Duplicate
 from vocalmine.mining.fingerprint_match import Verdict
@@ -24,8 +26,6 @@ from vocalmine.mining.verification import (
     stale_fingerprints,
     verification_decision,
 )
-
-from vocalmine.core.reasons import Reason
 
 PATHS = {1: "/lib/Song.flac", 2: "/lib/Song (Instrumental).flac", 3: "/lib/Song copy.flac"}
 

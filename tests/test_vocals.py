@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.mir1k_pairs import load_clip, load_song, mp3_round_trip
+from vocalmine.core.stft import PRESETS
 from vocalmine.mining.alignment import align, apply_alignment
 from vocalmine.mining.loudness import match_gain
 from vocalmine.mining.vocals import (
@@ -20,9 +23,6 @@ from vocalmine.mining.vocals import (
     to_preset,
     vocal_activity_db,
 )
-
-from tests.mir1k_pairs import load_clip, load_song, mp3_round_trip
-from vocalmine.core.stft import PRESETS
 
 CLIPS = ["amy_10_01", "leon_7_05", "geniusturtle_8_03"]
 

@@ -10,10 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vocalmine.core.settings import get_settings
 from vocalmine.flows.train import build_config, record_run
 from vocalmine.training.trainer import train
-
-from vocalmine.core.settings import get_settings
 
 
 def train_tiny(

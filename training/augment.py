@@ -17,38 +17,9 @@ patches whose maximum is β rather than 1.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import numpy as np
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Which transforms to apply; all off by default (the paper trains without them)."""
-
-    p: float = 0.5
-    channel_swap: bool = False
-    gain: float = 0.0
-    time_stretch: float = 0.0
-    pitch_shift: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.p <= 1.0:
-            raise ValueError(f"augmentation probability {self.p} is not in [0, 1]")
-        for name in ("gain", "time_stretch", "pitch_shift"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"augmentation range {name}={getattr(self, name)} not in [0, 1)")
-
-    @property
-    def enabled(self) -> bool:
-        """True when any transform can fire."""
-        active = self.channel_swap or self.gain or self.time_stretch or self.pitch_shift
-        return bool(active) and self.p > 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for configs and model cards."""
-        return asdict(self)
+from vocalmine.training.config import AugmentConfig
 
 
 def _stretch_positions(length: int, factor: float, mirror: bool) -> np.ndarray:

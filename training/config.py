@@ -6,6 +6,37 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+#: The architectures :func:`vocalmine.training.models.build_model` makes.
+MODEL_KINDS: tuple[str, ...] = ("unet", "spectrogram-channels", "no-skip")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Which transforms to apply; all off by default (the paper trains without them)."""
+
+    p: float = 0.5
+    channel_swap: bool = False
+    gain: float = 0.0
+    time_stretch: float = 0.0
+    pitch_shift: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"augmentation probability {self.p} is not in [0, 1]")
+        for name in ("gain", "time_stretch", "pitch_shift"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"augmentation range {name}={getattr(self, name)} not in [0, 1)")
+
+    @property
+    def enabled(self) -> bool:
+        """True when any transform can fire."""
+        active = self.channel_swap or self.gain or self.time_stretch or self.pitch_shift
+        return bool(active) and self.p > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for configs and model cards."""
+        return asdict(self)
+
 
 @dataclass
 class TrainConfig:
@@ -46,8 +77,6 @@ class TrainConfig:
             raise ValueError(f"unknown loss {self.loss!r}; choose 'l1' or 'mse'")
         if self.batch_size < 1 or self.steps_per_epoch < 1 or self.checkpoint_every < 1:
             raise ValueError("batch_size, steps_per_epoch and checkpoint_every must be >= 1")
-        from vocalmine.training.augment import AugmentConfig  # numpy: only when checking
-
         AugmentConfig(**self.augment)
 
     @property

@@ -30,8 +30,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
+
 from vocalmine.storage.shard_reader import RowGroup, ShardReader
-from vocalmine.training.augment import AugmentConfig, augment
+from vocalmine.training.augment import augment
+from vocalmine.training.config import AugmentConfig
 
 KEY_SHIFT = 32
 COLUMNS = ("pair_id", "segment_index", "mix", "instrumental", "vocals")

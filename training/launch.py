@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import torch
+
 from vocalmine.training.trainer import run_config_file
 
 

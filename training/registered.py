@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from vocalmine.storage.catalog import open_catalog
 from vocalmine.storage.registry import ModelRegistry
 from vocalmine.training.models import SeparationModel, model_from_spec

@@ -29,15 +29,14 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
+
+from vocalmine.core.atomic import atomic_path, atomic_write_text
 from vocalmine.storage.shard_schema import manifest_summary, read_manifest
-from vocalmine.training.augment import AugmentConfig
-from vocalmine.training.config import TrainConfig
+from vocalmine.training.config import AugmentConfig, TrainConfig
 from vocalmine.training.dataset import ShardDataset
 from vocalmine.training.ddp import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from vocalmine.training.losses import per_source_error, separation_loss
 from vocalmine.training.models import SOURCES, SeparationModel, build_model
-
-from vocalmine.core.atomic import atomic_path, atomic_write_text
 
 CHECKPOINT = "last.pt"
 BEST = "best.pt"

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from vocalmine.core.stft import STFTPreset, get_preset, preset_from_dict
+from vocalmine.training.config import MODEL_KINDS
 from vocalmine.training.models.base import SOURCES, SeparationModel
 from vocalmine.training.models.no_skip import NoSkipSeparator
 from vocalmine.training.models.spectrogram_channels import SpectrogramChannelsSeparator
 from vocalmine.training.models.unet import UNet, UNetSeparator
 
-from vocalmine.core.stft import STFTPreset, get_preset, preset_from_dict
-
 ModelKind = Literal["unet", "spectrogram-channels", "no-skip"]
-MODEL_KINDS: tuple[str, ...] = ("unet", "spectrogram-channels", "no-skip")
 
 _CLASSES: dict[str, type[SeparationModel]] = {
     "unet": UNetSeparator,

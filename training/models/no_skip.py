@@ -6,9 +6,8 @@ the U-Net, so the only difference in the ablation is the skip connections.
 
 from __future__ import annotations
 
-from vocalmine.training.models.unet import UNetSeparator
-
 from vocalmine.core.stft import STFTPreset
+from vocalmine.training.models.unet import UNetSeparator
 
 
 class NoSkipSeparator(UNetSeparator):

@@ -9,10 +9,10 @@ loss that the paper pairs with it lives in :mod:`training.losses`.
 from __future__ import annotations
 
 from torch import Tensor
-from vocalmine.training.models.base import SOURCES, SeparationModel
-from vocalmine.training.models.unet import UNet
 
 from vocalmine.core.stft import STFTPreset
+from vocalmine.training.models.base import SOURCES, SeparationModel
+from vocalmine.training.models.unet import UNet
 
 
 class SpectrogramChannelsSeparator(SeparationModel):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from vocalmine.core.stft import STFTPreset
 from vocalmine.training.models.base import SOURCES, SeparationModel
 from vocalmine.training.models.blocks import (
     DecoderBlock,
@@ -19,8 +21,6 @@ from vocalmine.training.models.blocks import (
     init_he_uniform,
     pad_to_multiple,
 )
-
-from vocalmine.core.stft import STFTPreset
 
 DEPTH = 6
 DROPOUT_LAYERS = 3

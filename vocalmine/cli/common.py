@@ -7,7 +7,6 @@ registers every verb without them.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import importlib.util
 import logging
@@ -91,27 +90,6 @@ def defaults(config: type) -> dict[str, Any]:
         elif field.default_factory is not dataclasses.MISSING:
             values[field.name] = field.default_factory()
     return values
-
-
-def declared_defaults(module: str, name: str) -> dict[str, Any]:
-    """The literal defaults of dataclass ``name``'s fields, read from ``module``'s source
-    without importing it (separation's dataclasses sit beside numpy, scipy and norbert: a third
-    of a second that every ``--help`` would pay). ``tests/test_cli.py`` checks them against
-    :func:`defaults` of the imported class."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise LookupError(f"module {module} not found")
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == name:
-            return {
-                item.target.id: ast.literal_eval(item.value)
-                for item in node.body
-                if isinstance(item, ast.AnnAssign)
-                and isinstance(item.target, ast.Name)
-                and item.value is not None
-            }
-    raise LookupError(f"{module} has no class {name}")
 
 
 def progress_bar() -> Progress:

@@ -58,7 +58,13 @@ def evaluate_command(
     Without --model only the baselines are scored (a check of the evaluation pipeline).
     """
     from vocalmine.flows.evaluate import evaluate
+    from vocalmine.separation.eval_datasets import recognise_dataset
 
+    if dataset is not None:  # a wrong path is one line here, before the flow runs
+        try:
+            recognise_dataset(dataset)
+        except FileNotFoundError as exc:
+            fail(exc)
     oracle = {"irm_n_fft": irm_n_fft, "irm_hop": irm_hop}
     try:
         summary = evaluate(

@@ -10,8 +10,9 @@ import typer
 
 from vocalmine.cli.common import fail
 
-#: testlib.builder's SOURCES and PROFILES, named here for the help without importing the builder
-#: (a second of imports); the builder rejects anything else, and tests/test_cli.py checks these.
+#: testlib.sources.SOURCES and testlib.profiles.PROFILES, named here for the help without importing
+#: the builder (a second of imports); the builder rejects anything else, and tests/test_cli.py
+#: checks the two lists agree.
 SOURCES = ("musdb", "mir1k", "synthetic")
 PROFILES = ("default", "alt")
 
@@ -54,13 +55,13 @@ def library_build_command(
 ) -> None:
     """Build a music library of (original, instrumental) files with decoys and a manifest."""
     from vocalmine.testlib.builder import (
-        LibraryBuildError,
         build_library,
         default_truth_dir,
         library_stats,
         parse_duration_range,
         total_minutes,
     )
+    from vocalmine.testlib.sources import LibraryBuildError
 
     start = time.perf_counter()
     try:

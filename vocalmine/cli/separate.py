@@ -25,12 +25,13 @@ from vocalmine.cli.common import (
     ConfigOption,
     DataDirOption,
     console,
-    declared_defaults,
+    defaults,
     error,
     fail,
     load_settings,
     one_line,
 )
+from vocalmine.separation.settings import ChunkSettings, GateSettings, PostProcessing
 
 if TYPE_CHECKING:
     from vocalmine.separation.separate import Separator
@@ -38,9 +39,9 @@ if TYPE_CHECKING:
 POST = "Post-processing"
 RUN = "Speed"
 #: The defaults of separation's GateSettings, PostProcessing and ChunkSettings.
-GATE = declared_defaults("vocalmine.separation.postprocess", "GateSettings")
-POSTPROCESSING = declared_defaults("vocalmine.separation.postprocess", "PostProcessing")
-CHUNKS = declared_defaults("vocalmine.separation.chunking", "ChunkSettings")
+GATE = defaults(GateSettings)
+POSTPROCESSING = defaults(PostProcessing)
+CHUNKS = defaults(ChunkSettings)
 
 
 class Format(StrEnum):
@@ -156,8 +157,6 @@ def separate_command(
     if not files:
         raise typer.Exit(1)
     loaded, record = load_model(model, settings.model_root, settings.catalog_url)
-    from vocalmine.separation.chunking import ChunkSettings
-    from vocalmine.separation.postprocess import GateSettings, PostProcessing
 
     post = PostProcessing(
         binarize_alpha=binarize,

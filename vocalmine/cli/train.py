@@ -1,7 +1,7 @@
 """``vocalmine train``: the train flow on mined shards; registers the best version.
 
 Every default is the field's default in :class:`training.config.TrainConfig` (or
-:class:`training.augment.AugmentConfig`), read from the dataclasses, never restated here.
+:class:`training.config.AugmentConfig`), read from the dataclasses, never restated here.
 """
 
 from __future__ import annotations
@@ -17,17 +17,13 @@ from vocalmine.cli.common import (
     ConfigOption,
     DataDirOption,
     console,
-    declared_defaults,
     defaults,
     fail,
 )
-from vocalmine.training.config import TrainConfig
+from vocalmine.training.config import MODEL_KINDS, AugmentConfig, TrainConfig
 
 TRAIN = defaults(TrainConfig)
-AUGMENT = declared_defaults("vocalmine.training.augment", "AugmentConfig")
-#: The architectures of training.models.MODEL_KINDS (that module imports torch); the trainer
-#: rejects any other name, and tests/test_cli.py checks the two lists agree.
-MODEL_KINDS = ("unet", "spectrogram-channels", "no-skip")
+AUGMENT = defaults(AugmentConfig)
 
 MODEL = "Model"
 SCHEDULE = "Schedule"

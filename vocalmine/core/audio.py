@@ -111,6 +111,16 @@ def ffmpeg_decode_command(
     return [*cmd, "-"]
 
 
+def sndfile_open_error(path: str | os.PathLike[str], exc: Exception) -> AudioError:
+    """The :class:`AudioError` for a file libsndfile cannot open. libsndfile says "File does not
+    exist" of data it cannot parse (a text file named ``.mp3``); the caller has just found the
+    file, so that is reported as what it is: no audio of that format in it."""
+    reason = getattr(exc, "error_string", None) or str(exc)
+    if "does not exist" in reason:
+        reason = f"no {Path(path).suffix.lstrip('.').upper()} audio found in it"
+    return AudioError(path, f"not audio, or damaged: cannot decode it ({reason.rstrip('.')})")
+
+
 def ffmpeg_error(path: str | os.PathLike[str], stderr: bytes, code: object = "error") -> AudioError:
     """The :class:`AudioError` for a failed ffmpeg decode: its last stderr line, or ``code``."""
     lines = stderr.decode(errors="replace").strip().splitlines()
@@ -176,7 +186,7 @@ def load_audio(
                 frames = -1 if duration_s is None else int(round(duration_s * native))
                 frames_first = _read_float(handle, frames)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-            raise AudioError(file, f"cannot decode audio ({exc})") from exc
+            raise sndfile_open_error(file, exc) from exc
     else:
         require_ffmpeg(file)
         info = probe(file)
