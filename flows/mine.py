@@ -10,36 +10,36 @@ the catalog so concurrent runs never do the same pair twice.
 
 from __future__ import annotations
 
-import logging
 import os
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import dask
-from distributed import LocalCluster
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 from prefect.futures import as_completed
-from prefect.settings import PREFECT_API_URL
-from prefect_dask import DaskTaskRunner
 
-from vocalmine.core.audio import load_audio
 from vocalmine.core.reasons import Reason
 from vocalmine.core.settings import Settings, get_settings
 from vocalmine.core.stft import get_preset
-from vocalmine.flows.api_server import temporary_server_url
 from vocalmine.flows.artifacts import publish_counts, publish_histogram
-from vocalmine.flows.runtime import ALLOCATOR_ENV, flow_run_id, keep_freed_memory
+from vocalmine.flows.cluster import task_runner
+from vocalmine.flows.mine_tasks import (
+    FINGERPRINT_BATCH_S,
+    PAIR_BATCH_S,
+    PairJob,
+    batches,
+    fingerprint_task,
+    orient_task,
+    process_pairs_task,
+    scan_task,
+)
+from vocalmine.flows.runtime import flow_run_id, keep_freed_memory
 from vocalmine.mining.decisions import CopyGroups, TrackFacts, title_facts
-from vocalmine.mining.discovery import discover_pairs, find_duplicates, orient_pair
+from vocalmine.mining.discovery import discover_pairs, find_duplicates
 from vocalmine.mining.fingerprint_index import FingerprintIndex, candidate_pairs
 from vocalmine.mining.fingerprint_match import verify_pair
-from vocalmine.mining.landmarks import DEFAULT_PARAMS, Fingerprint, fingerprint
+from vocalmine.mining.landmarks import Fingerprint
 from vocalmine.mining.matching import TrackRef, match_titles
-from vocalmine.mining.pair_pipeline import PairParams, PairResult, process_pair
-from vocalmine.mining.roles import DEFAULT_ROLE_THRESHOLDS
-from vocalmine.mining.scan import scan_library
+from vocalmine.mining.pair_pipeline import PairResult
 from vocalmine.mining.verification import (
     PairDecision,
     TrackRejection,
@@ -62,180 +62,9 @@ from vocalmine.storage.locks import (
     new_owner,
     release_pairs,
 )
-from vocalmine.storage.shard_schema import Segment, to_half
+from vocalmine.storage.shard_schema import Segment
 from vocalmine.storage.shard_writer import ShardWriter
 from vocalmine.storage.splits import split_for_artist
-
-PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
-
-
-class LocalAPIDaskTaskRunner(DaskTaskRunner):
-    """A Dask runner whose LocalCluster workers report to the flow's own Prefect API.
-
-    With no ``PREFECT_API_URL`` configured, the flow runs against Prefect's temporary local
-    server, and every worker process that runs a task would start one more of its own (seconds
-    of start-up per worker, task runs scattered over several servers). While the runner is
-    open, ``PREFECT_API_URL`` names the flow's server, so the workers it spawns inherit it.
-    """
-
-    def __enter__(self) -> LocalAPIDaskTaskRunner:
-        self._saved_api_url = os.environ.get("PREFECT_API_URL")
-        if not PREFECT_API_URL.value():
-            os.environ["PREFECT_API_URL"] = temporary_server_url()
-        return super().__enter__()
-
-    def __exit__(self, *args: Any) -> None:
-        try:
-            super().__exit__(*args)
-        finally:
-            if self._saved_api_url is None:
-                os.environ.pop("PREFECT_API_URL", None)
-            else:
-                os.environ["PREFECT_API_URL"] = self._saved_api_url
-
-
-def local_cluster(**kwargs: Any) -> LocalCluster:
-    """A LocalCluster whose worker processes start with :data:`flows.runtime.ALLOCATOR_ENV`.
-
-    glibc reads allocator settings only at process start, so they go in the nanny's
-    ``pre-spawn-environ`` (its ``env`` is applied after the worker has started).
-    """
-    spawn_env = {**dask.config.get(PRE_SPAWN_ENVIRON, default={}), **ALLOCATOR_ENV}
-    with dask.config.set({PRE_SPAWN_ENVIRON: spawn_env}):
-        return LocalCluster(**kwargs)
-
-
-def task_runner(settings: Settings) -> DaskTaskRunner:
-    """A Dask runner: the configured scheduler address, else a LocalCluster of worker processes."""
-    if settings.dask_address:
-        return DaskTaskRunner(address=settings.dask_address)
-    # Worker start/stop chatter drowns the flow's own progress lines; warnings still show.
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    return LocalAPIDaskTaskRunner(
-        cluster_class=local_cluster,
-        cluster_kwargs={
-            "n_workers": settings.dask_workers,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": None,
-            "silence_logs": logging.ERROR,
-        },
-    )
-
-
-@task(name="scan", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def scan_task(library: str, catalog_url: str, hash_bytes: int) -> dict[str, Any]:
-    """Scan the library into the catalog (incremental)."""
-    catalog = open_catalog(catalog_url)
-    try:
-        return scan_library(library, catalog, hash_bytes=hash_bytes).as_dict()
-    finally:
-        catalog.dispose()
-
-
-T = TypeVar("T")
-
-#: Seconds of audio per fingerprint task and per pair-processing task (the original's length).
-#: A Prefect task run costs about 0.25 CPU seconds of bookkeeping (submit and result in the
-#: flow, the task engine on the worker, the API server), as much as decoding and fingerprinting
-#: two minutes of audio, so files and pairs go in batches: two or three songs or hundreds of
-#: clips per task.
-FINGERPRINT_BATCH_S = 600.0
-PAIR_BATCH_S = 600.0
-
-
-def batches(
-    items: list[T], seconds: list[float], budget_s: float, min_tasks: int = 16
-) -> list[list[T]]:
-    """``items`` in order, cut into batches of about ``budget_s`` seconds of audio, with at most
-    ``len(items) / min_tasks`` items each so that small libraries still spread over the workers."""
-    cap = max(1, -(-len(items) // min_tasks))
-    out: list[list[T]] = []
-    total = 0.0
-    for item, duration in zip(items, seconds, strict=True):
-        if not out or total >= budget_s or len(out[-1]) >= cap:
-            out.append([])
-            total = 0.0
-        out[-1].append(item)
-        total += duration
-    return out
-
-
-def _fingerprint_file(path: str, content_hash: str) -> tuple[str, bytes | None, str | None]:
-    try:
-        audio, sr = load_audio(path, sr=DEFAULT_PARAMS.sample_rate, mono=True)
-    except Exception as exc:  # every decode problem becomes a recorded reason, never a crash
-        return content_hash, None, " ".join(str(exc).split())
-    return content_hash, fingerprint(audio, sr).to_bytes(), None
-
-
-@task(name="fingerprint", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def fingerprint_task(
-    files: list[tuple[str, str]],
-) -> list[tuple[str, bytes | None, str | None]]:
-    """Landmark fingerprints of (path, content hash) files; decode errors come back as text."""
-    return [_fingerprint_file(path, content_hash) for path, content_hash in files]
-
-
-@task(name="orient-pair", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def orient_task(path_a: str, path_b: str, offset_s: float) -> bool | None:
-    """True when ``path_a`` is the mix of a fingerprint-discovered pair (None: undecidable)."""
-    try:
-        rate = DEFAULT_PARAMS.sample_rate
-        a, _ = load_audio(path_a, sr=rate, mono=True)
-        b, _ = load_audio(path_b, sr=rate, mono=True)
-        return orient_pair(a, b, rate, offset_s)
-    except Exception:  # an undecidable orientation keeps the fingerprint rule's choice
-        return None
-
-
-@dataclass(frozen=True)
-class PairJob:
-    """What a worker needs to process one accepted pair (plain values, picklable)."""
-
-    pair_id: int
-    original: str
-    instrumental: str
-    coarse_offset_s: float | None
-    suspect: str | None
-    vouched: bool = False
-
-
-@task(name="process-pairs", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def process_pairs_task(
-    jobs: list[PairJob],
-    preset_name: str,
-    segment_skip_s: float,
-    segment_hop_frames: int | None,
-    max_gain_db: float = DEFAULT_ROLE_THRESHOLDS.max_gain_db,
-) -> list[tuple[int, PairResult]]:
-    """Align, gain-match and derive the vocals of a batch of pairs; data problems are reasons.
-
-    Segments come back as the shards' float16: half the bytes to ship to the flow, and the
-    conversion runs on the workers rather than in the flow process that writes the shards.
-    """
-    preset = get_preset(preset_name)
-    params = PairParams(roles=replace(DEFAULT_ROLE_THRESHOLDS, max_gain_db=max_gain_db))
-    out = []
-    for job in jobs:
-        result = process_pair(
-            job.original,
-            job.instrumental,
-            preset,
-            job.coarse_offset_s,
-            segment_skip_s=segment_skip_s,
-            segment_hop_frames=segment_hop_frames,
-            params=params,
-            suspect=job.suspect,
-            vouched=job.vouched,
-        )
-        for patch in result.segments:
-            patch.mix = to_half(patch.mix)
-            patch.instrumental = to_half(patch.instrumental)
-            patch.vocals = to_half(patch.vocals)
-        out.append((job.pair_id, result))
-    return out
 
 
 def _ref(track: store.TrackRow) -> TrackRef:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vocalmine.flows.mine import FINGERPRINT_BATCH_S, PAIR_BATCH_S, batches
+from vocalmine.flows.mine_tasks import FINGERPRINT_BATCH_S, PAIR_BATCH_S, batches
 
 
 def _files(n: int) -> list[tuple[str, str]]:

@@ -93,7 +93,7 @@ def _environ() -> dict[str, str]:
 def test_the_mine_flows_local_workers_start_with_that_environment() -> None:
     from distributed import Client
 
-    from vocalmine.flows.mine import local_cluster
+    from vocalmine.flows.cluster import local_cluster
 
     with (
         local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as c,
