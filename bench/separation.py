@@ -306,10 +306,17 @@ def current_model(spec: str | None = None) -> tuple[Any, str]:
     configured settings (``VOCALMINE_DATA_DIR``, ...), else fresh weights."""
     try:
         from vocalmine.core.settings import get_settings
+        from vocalmine.storage.catalog import open_catalog
+        from vocalmine.storage.registry import ModelRegistry
         from vocalmine.training.registered import load_registered_model
 
         settings = get_settings()
-        model, record = load_registered_model(spec, settings.model_root, settings.catalog_url)
+        catalog = open_catalog(settings.catalog_url)
+        try:
+            registry = ModelRegistry(settings.model_root, catalog)
+            model, record = load_registered_model(registry, spec)
+        finally:
+            catalog.dispose()
         return model, f"{record['name']} v{record['version']} ({model.kind}/{model.preset.name})"
     except Exception as exc:  # noqa: BLE001 - any failure means: no trained model here
         console.print(f"no registered model ({' '.join(str(exc).split())}); using fresh weights")

@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 
-from vocalmine.storage.catalog import open_catalog
 from vocalmine.storage.registry import ModelRegistry
 from vocalmine.training.models import SeparationModel, model_from_spec
 from vocalmine.training.trainer import checkpoint_weights
@@ -43,14 +42,11 @@ def load_model(
 
 
 def load_registered_model(
-    spec: str | None, model_root: str, catalog_url: str, *, device: str | torch.device = "cpu"
+    registry: ModelRegistry, spec: str | None, *, device: str | torch.device = "cpu"
 ) -> tuple[SeparationModel, dict[str, Any]]:
-    """The registry's model for ``NAME[:VERSION]`` (the default model's current for None)."""
-    catalog = open_catalog(catalog_url)
-    try:
-        state, record = ModelRegistry(model_root, catalog).resolve(spec)
-    finally:
-        catalog.dispose()
+    """The registry's model for ``NAME[:VERSION]`` (the default model's current for None). The
+    caller opens (and closes) the catalog behind ``registry``: training never does."""
+    state, record = registry.resolve(spec)
     return model_from_weights(record["card"]["model"], state, device=device), record
 
 

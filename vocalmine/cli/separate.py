@@ -259,12 +259,17 @@ def load_model(spec: str | None, model_root: str, catalog_url: str) -> tuple:
         which = f"{name} v{version}" if version is not None else name
         listed = model_names(known)
         fail(f"--model {spec or name}: no model {which} is registered; there are: {listed}")
+    from vocalmine.storage.catalog import open_catalog
+    from vocalmine.storage.registry import ModelRegistry
     from vocalmine.training.registered import load_registered_model
 
+    catalog = open_catalog(catalog_url)
     try:
-        return load_registered_model(spec, model_root, catalog_url)
+        return load_registered_model(ModelRegistry(model_root, catalog), spec)
     except (LookupError, ValueError, OSError) as exc:
         fail(exc)
+    finally:
+        catalog.dispose()
 
 
 def run_batch(
