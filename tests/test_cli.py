@@ -184,6 +184,18 @@ def test_a_failed_separate_creates_no_catalog(tmp_path: Path, args: list[str]) -
         assert "vocalmine train" in result.stderr
 
 
+@pytest.mark.parametrize("verb", ["train", "retrain"])
+def test_training_without_shards_is_one_line_before_any_flow_runs(
+    tmp_path: Path, verb: str
+) -> None:
+    result = vocalmine(verb, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr  # no flow-engine traceback
+    (line,) = errors(result)
+    assert "manifest.json: no shard manifest (mine the dataset first)" in line
+    assert not (tmp_path / "vocalmine-data").exists()
+
+
 def test_an_unknown_model_lists_the_registered_ones(tmp_path: Path) -> None:
     import torch
 

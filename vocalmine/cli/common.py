@@ -81,6 +81,22 @@ def load_settings(config: Path | None = None, **overrides: object) -> Settings:
         fail(exc)
 
 
+def require_shards(
+    settings: Settings, shards: str | None = None, dataset: str | None = None
+) -> None:
+    """Fail in one line, before any flow runs, when the shard dataset a verb trains on is missing:
+    ``shards`` (a dataset folder, or a root with ``dataset``) or the configured root and dataset."""
+    from vocalmine.storage.shard_schema import ShardError, read_manifest, resolve_dataset
+
+    try:
+        if shards:
+            read_manifest(*resolve_dataset(shards, dataset))
+        else:
+            read_manifest(settings.shard_root, dataset or settings.dataset)
+    except (ShardError, OSError) as exc:
+        fail(exc)
+
+
 def defaults(config: type) -> dict[str, Any]:
     """The declared defaults of a dataclass's fields (factories called), by name."""
     values: dict[str, Any] = {}

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vocalmine.cli.common import ConfigOption, DataDirOption, fail
+from vocalmine.cli.common import ConfigOption, DataDirOption, fail, load_settings, require_shards
 from vocalmine.training.config import TrainConfig
 
 EVALUATION = "Evaluation"
@@ -50,6 +50,7 @@ def retrain_command(
     """Retrain on the current shards; promote the new model only if it beats the current one."""
     from vocalmine.flows.retrain import retrain_flow
 
+    require_shards(load_settings(config, data_dir=data_dir))
     try:
         decision = retrain_flow(
             name=name,

@@ -19,6 +19,8 @@ from vocalmine.cli.common import (
     console,
     defaults,
     fail,
+    load_settings,
+    require_shards,
 )
 from vocalmine.training.config import MODEL_KINDS, AugmentConfig, TrainConfig
 
@@ -185,6 +187,8 @@ def train_command(
     from vocalmine.flows.train import train
     from vocalmine.storage.shard_schema import ShardError
 
+    settings = load_settings(config, data_dir=data_dir, catalog_url=catalog_url)
+    require_shards(settings, shards, dataset)
     try:
         result = train(
             shards=shards,
