@@ -187,6 +187,13 @@ def process_pair(
     placed *= np.float32(gain.gain)
     lap("gain")
     metrics["gain_db"] = gain.gain_db
+
+    def rejected(reason: str, detail: str) -> PairResult:
+        """The pair dropped for ``reason`` after gain matching, with what was measured."""
+        return PairResult(
+            reason, detail, alignment, gain, sample_rate=sr, metrics=metrics, checks=checks
+        )
+
     gain_check = check_gain(gain.gain_db, p.roles)
     checks.append(gain_check.as_dict())
     if not gain_check.passed:
@@ -194,15 +201,7 @@ def process_pair(
             f"the instrumental sits in the mix at {gain.gain_db:+.1f} dB, beyond "
             f"±{p.roles.max_gain_db:g} dB: one side is not the other's accompaniment"
         )
-        return PairResult(
-            Reason.IMPLAUSIBLE_GAIN,
-            detail,
-            alignment,
-            gain,
-            sample_rate=sr,
-            metrics=metrics,
-            checks=checks,
-        )
+        return rejected(Reason.IMPLAUSIBLE_GAIN, detail)
 
     derived = derive(mix, placed, sr, spec)
     del mix, placed
@@ -224,24 +223,14 @@ def process_pair(
         if suspect == Reason.SAME_AUDIO:
             reason = Reason.SAME_AUDIO
             detail = f"fingerprints agree near-totally and {detail}: the two are one recording"
-        return PairResult(
-            reason, detail, alignment, gain, sample_rate=sr, metrics=metrics, checks=checks
-        )
+        return rejected(reason, detail)
     features = role_features(derived, spec.sample_rate, spec.n_fft, p.roles)
     metrics.update(features.as_dict())
     role_checks = check_role(features, p.roles, vouched=vouched)
     checks += [c.as_dict() for c in role_checks]
     if not all(c.passed for c in role_checks):
         detail = f"the instrumental is not the accompaniment: {failed_detail(role_checks)}"
-        return PairResult(
-            Reason.ROLE_MISMATCH,
-            detail,
-            alignment,
-            gain,
-            sample_rate=sr,
-            metrics=metrics,
-            checks=checks,
-        )
+        return rejected(Reason.ROLE_MISMATCH, detail)
 
     policy = SegmentPolicy(
         skip_s=segment_skip_s,
@@ -254,15 +243,7 @@ def process_pair(
     metrics["segments"] = float(len(segments))
     if not segments:
         detail = f"{derived.frames} frames leave no {spec.patch_frames}-frame patch"
-        return PairResult(
-            Reason.TOO_SHORT,
-            detail,
-            alignment,
-            gain,
-            sample_rate=sr,
-            metrics=metrics,
-            checks=checks,
-        )
+        return rejected(Reason.TOO_SHORT, detail)
     result = PairResult(None, None, alignment, gain, segments, sr, metrics, checks)
     metrics["quality"] = result.quality or 0.0
     return result
