@@ -306,17 +306,12 @@ def current_model(spec: str | None = None) -> tuple[Any, str]:
     configured settings (``VOCALMINE_DATA_DIR``, ...), else fresh weights."""
     try:
         from vocalmine.core.settings import get_settings
-        from vocalmine.storage.catalog import open_catalog
-        from vocalmine.storage.registry import ModelRegistry
+        from vocalmine.storage.registry import open_registry
         from vocalmine.training.registered import load_registered_model
 
         settings = get_settings()
-        catalog = open_catalog(settings.catalog_url)
-        try:
-            registry = ModelRegistry(settings.model_root, catalog)
+        with open_registry(settings.model_root, settings.catalog_url) as registry:
             model, record = load_registered_model(registry, spec)
-        finally:
-            catalog.dispose()
         return model, f"{record['name']} v{record['version']} ({model.kind}/{model.preset.name})"
     except Exception as exc:  # noqa: BLE001 - any failure means: no trained model here
         console.print(f"no registered model ({' '.join(str(exc).split())}); using fresh weights")

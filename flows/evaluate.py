@@ -32,8 +32,7 @@ from vocalmine.separation.report import (
 from vocalmine.separation.scoring import EvaluationResult
 from vocalmine.separation.scoring import evaluate as run_evaluation
 from vocalmine.separation.separate import Separator
-from vocalmine.storage.catalog import open_catalog
-from vocalmine.storage.registry import ModelRegistry
+from vocalmine.storage.registry import open_registry
 from vocalmine.training.models import SeparationModel, build_model
 from vocalmine.training.registered import load_registered_model
 
@@ -52,11 +51,8 @@ def resolve_model(
         preset = model.partition(":")[2] or "paper"
         return build_model("unet", preset), f"UNTRAINED unet/{preset} (random weights)"
     settings = get_settings(**settings_kwargs)
-    catalog = open_catalog(settings.catalog_url)
-    try:
-        loaded, record = load_registered_model(ModelRegistry(settings.model_root, catalog), model)
-    finally:
-        catalog.dispose()
+    with open_registry(settings.model_root, settings.catalog_url) as registry:
+        loaded, record = load_registered_model(registry, model)
     return loaded, f"{record['name']} v{record['version']} ({loaded.kind}/{loaded.preset.name})"
 
 

@@ -17,7 +17,8 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -26,7 +27,7 @@ import torch
 from sqlalchemy import delete, func, select, update
 
 from vocalmine.core.atomic import atomic_write
-from vocalmine.storage.catalog import Catalog, ModelRecord, TrainingMetric
+from vocalmine.storage.catalog import Catalog, ModelRecord, TrainingMetric, open_catalog
 from vocalmine.storage.shard_schema import open_filesystem
 
 log = logging.getLogger(__name__)
@@ -260,3 +261,13 @@ def record_training_metrics(
         )
         session.add_all(fresh)
     return len(fresh)
+
+
+@contextmanager
+def open_registry(model_root: str, catalog_url: str) -> Iterator[ModelRegistry]:
+    """The registry over a catalog opened for the ``with`` block and disposed after it."""
+    catalog = open_catalog(catalog_url)
+    try:
+        yield ModelRegistry(model_root, catalog)
+    finally:
+        catalog.dispose()

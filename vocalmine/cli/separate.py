@@ -236,7 +236,8 @@ def load_model(spec: str | None, model_root: str, catalog_url: str) -> tuple:
         registered_models,
         sqlite_file,
     )
-    from vocalmine.storage.registry import parse_model_spec
+    from vocalmine.storage.registry import ModelRegistry, parse_model_spec
+    from vocalmine.training.registered import load_registered_model
 
     try:
         name, version = parse_model_spec(spec)
@@ -249,22 +250,14 @@ def load_model(spec: str | None, model_root: str, catalog_url: str) -> tuple:
             f"--model {spec or name}: no model registered (no catalog at {where}); "
             "run `vocalmine train` first"
         )
-    try:
+    try:  # one catalog connection checks the name and loads the weights
         known = registered_models(model_root, catalog)
-    finally:
-        catalog.dispose()
-    if not known:
-        fail(f"--model {spec or name}: no model registered; train one with `vocalmine train`")
-    if not any(r["name"] == name and version in (None, r["version"]) for r in known):
-        which = f"{name} v{version}" if version is not None else name
-        listed = model_names(known)
-        fail(f"--model {spec or name}: no model {which} is registered; there are: {listed}")
-    from vocalmine.storage.catalog import open_catalog
-    from vocalmine.storage.registry import ModelRegistry
-    from vocalmine.training.registered import load_registered_model
-
-    catalog = open_catalog(catalog_url)
-    try:
+        if not known:
+            fail(f"--model {spec or name}: no model registered; train one with `vocalmine train`")
+        if not any(r["name"] == name and version in (None, r["version"]) for r in known):
+            which = f"{name} v{version}" if version is not None else name
+            listed = model_names(known)
+            fail(f"--model {spec or name}: no model {which} is registered; there are: {listed}")
         return load_registered_model(ModelRegistry(model_root, catalog), spec)
     except (LookupError, ValueError, OSError) as exc:
         fail(exc)
