@@ -19,7 +19,7 @@ and because its start can leave processes behind:
   command. Here a failed start stops what it spawned and raises :class:`ServerStartError`, one
   line for the user; the CLI exits on it before a flow could start another server.
 * The server is stopped by an ``atexit`` hook, which SIGTERM (by default) and SIGKILL skip.
-  :func:`exit_on_sigterm` makes SIGTERM a ``SystemExit``, as Ctrl-C is a ``KeyboardInterrupt``,
+  :func:`exit_on_signals` makes SIGTERM a ``SystemExit``, as Ctrl-C is a ``KeyboardInterrupt``,
   so the hook runs, after the flow has unwound. For the exits no handler sees, the server runs
   under a small watchdog (:data:`_WATCHDOG`) whose stdin is a pipe from the command: the kernel
   closes the command's end however the command ends, and at end of file the watchdog stops the
@@ -180,17 +180,34 @@ def start_early() -> Callable[[], None]:
     return wait
 
 
-def _exit(signum: int, frame: types.FrameType | None) -> None:
+#: The stop signals this command received, in order (recorded by the handlers below).
+_received: list[int] = []
+
+
+def _interrupt(signum: int, frame: types.FrameType | None) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def _terminate(signum: int, frame: types.FrameType | None) -> None:
+    _received.append(signum)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the command at once
     raise SystemExit(128 + signum)
 
 
-def exit_on_sigterm() -> None:
-    """SIGTERM ends the command as ``SystemExit(143)``, the way Ctrl-C's ``KeyboardInterrupt`` does.
+def exit_on_signals() -> None:
+    """SIGTERM ends the command as ``SystemExit(143)``, the way Ctrl-C's ``KeyboardInterrupt``
+    ends it with 130; both are recorded for :func:`received_signal`.
 
     The stack unwinds (a running flow reports its crash, Dask clusters close) and ``atexit``
     hooks run, the server's last; a second SIGTERM ends the command at once, and the watchdog
     stops the server. Prefect's flow engine handles SIGTERM itself while a flow runs, then sends
     it again to this handler. Call it from the main thread.
     """
-    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def received_signal() -> int | None:
+    """The first stop signal this command received, or None."""
+    return _received[0] if _received else None

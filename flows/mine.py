@@ -21,7 +21,7 @@ from vocalmine.core.reasons import Reason
 from vocalmine.core.settings import Settings, get_settings
 from vocalmine.core.stft import get_preset
 from vocalmine.flows.artifacts import publish_counts, publish_histogram
-from vocalmine.flows.cluster import task_runner
+from vocalmine.flows.cluster import cancelled_on_exit, task_runner
 from vocalmine.flows.mine_tasks import (
     FINGERPRINT_BATCH_S,
     PAIR_BATCH_S,
@@ -103,13 +103,17 @@ def match_stage(
 
 
 def fingerprint_stage(
-    catalog: Catalog, tracks: list[store.TrackRow], run_id: int
+    catalog: Catalog, tracks: list[store.TrackRow], run_id: int, max_duration_s: float
 ) -> dict[int, Fingerprint]:
-    """Fingerprints of every track, computed on the task runner once per content hash.
+    """Fingerprints of every track up to ``max_duration_s`` long, computed on the task runner
+    once per content hash.
 
-    A stored fingerprint made with other parameters (an older release) is recomputed.
+    Longer tracks are rejected ``too_long`` whatever they match, and decoding a multi-hour
+    file whole would set the workers' peak memory, so they are not fingerprinted. A stored
+    fingerprint made with other parameters (an older release) is recomputed.
     """
     logger = get_run_logger()
+    tracks = [t for t in tracks if (t.duration_s or 0.0) <= max_duration_s]
     hashes = {t.content_hash for t in tracks}
     stale = stale_fingerprints(store.load_fingerprints(catalog, hashes))
     store.delete_fingerprints(catalog, stale)
@@ -122,21 +126,27 @@ def fingerprint_stage(
         fingerprint_task.submit(batch) for batch in batches(files, durations, FINGERPRINT_BATCH_S)
     ]
     done = 0
-    for future in as_completed(futures):
-        for content_hash, data, error in future.result():
-            done += 1
-            if data is None:
-                for t in tracks:
-                    if t.content_hash == content_hash:
-                        store.reject_track(
-                            catalog, t.id, Reason.DECODE_ERROR, error or "", "fingerprint", run_id
-                        )
-                continue
-            fp = Fingerprint.from_bytes(data)
-            store.save_fingerprint(
-                catalog, content_hash, data, fp.params.sample_rate, fp.params.hop, len(fp)
-            )
-        logger.info("fingerprinted %d/%d new recordings", done, len(files))
+    with cancelled_on_exit(futures):
+        for future in as_completed(futures):
+            for content_hash, data, error in future.result():
+                done += 1
+                if data is None:
+                    for t in tracks:
+                        if t.content_hash == content_hash:
+                            store.reject_track(
+                                catalog,
+                                t.id,
+                                Reason.DECODE_ERROR,
+                                error or "",
+                                "fingerprint",
+                                run_id,
+                            )
+                    continue
+                fp = Fingerprint.from_bytes(data)
+                store.save_fingerprint(
+                    catalog, content_hash, data, fp.params.sample_rate, fp.params.hop, len(fp)
+                )
+            logger.info("fingerprinted %d/%d new recordings", done, len(files))
     stored = store.load_fingerprints(catalog, hashes)
     decoded = {h: Fingerprint.from_bytes(d) for h, d in stored.items()}
     return {t.id: decoded[t.content_hash] for t in tracks if t.content_hash in decoded}
@@ -282,10 +292,13 @@ def _record_pair(
     pair_id: int,
     original: store.TrackRow,
     result: PairResult,
+    unpublished: dict[int, dict[str, Any]],
 ) -> list[float]:
-    """Shard a processed pair's segments and mark it mined, or record its rejection.
+    """Queue a processed pair's segments for the shards, or record its rejection.
 
-    Returns the segment qualities written.
+    A mined pair's catalog fields wait in ``unpublished`` until its part file is in the
+    manifest (:func:`_publish_mined`): the catalog never says ``mined`` of segments that a
+    signal or a crash could still lose. Returns the segment qualities queued.
     """
     align = result.alignment
     fields: dict[str, Any] = {
@@ -318,17 +331,25 @@ def _record_pair(
         return []
     artist = original.artist or ""
     split = split_for_artist(artist, settings.split_fractions)
-    writer.write_pair(pair_id, _segments(pair_id, artist, split, result))
-    store.mark_mined(
-        catalog,
-        pair_id,
-        quality=result.quality,
-        segments=len(result.segments),
-        dataset=settings.dataset,
-        split=split,
+    unpublished[pair_id] = {
+        "quality": result.quality,
+        "segments": len(result.segments),
+        "dataset": settings.dataset,
+        "split": split,
         **fields,
-    )
+    }
+    writer.write_pair(pair_id, _segments(pair_id, artist, split, result))
+    _publish_mined(catalog, writer, unpublished)
     return [p.quality for p in result.segments]
+
+
+def _publish_mined(
+    catalog: Catalog, writer: ShardWriter, unpublished: dict[int, dict[str, Any]]
+) -> None:
+    """Mark ``mined`` the waiting pairs whose part files the manifest now lists."""
+    done = writer.done_pairs()
+    for pair_id in sorted(unpublished.keys() & done):
+        store.mark_mined(catalog, pair_id, **unpublished.pop(pair_id))
 
 
 def process_stage(
@@ -339,7 +360,11 @@ def process_stage(
     owner: str,
     run_id: int,
 ) -> list[float]:
-    """Align, gain, derive and shard every accepted pair not yet in the shards."""
+    """Align, gain, derive and shard every accepted pair not yet in the shards.
+
+    Every pair is marked ``mined`` once its segments are in the manifest, the last ones when
+    the writer is flushed here.
+    """
     logger = get_run_logger()
     done = writer.done_pairs()
     store.reconcile_mined(catalog, done)
@@ -371,14 +396,25 @@ def process_stage(
     ]
     original_of = {p.id: tracks[p.original_id] for p in pending}
     qualities: list[float] = []
+    unpublished: dict[int, dict[str, Any]] = {}
     count = 0
-    for future in as_completed(futures):
-        for pair_id, result in future.result():
-            count += 1
-            qualities += _record_pair(
-                catalog, writer, settings, run_id, pair_id, original_of[pair_id], result
-            )
-            logger.info("pair %d/%d: %s", count, len(jobs), result.reason or "mined")
+    with cancelled_on_exit(futures):
+        for future in as_completed(futures):
+            for pair_id, result in future.result():
+                count += 1
+                qualities += _record_pair(
+                    catalog,
+                    writer,
+                    settings,
+                    run_id,
+                    pair_id,
+                    original_of[pair_id],
+                    result,
+                    unpublished,
+                )
+                logger.info("pair %d/%d: %s", count, len(jobs), result.reason or "mined")
+    writer.flush()
+    _publish_mined(catalog, writer, unpublished)
     return qualities
 
 
@@ -427,7 +463,7 @@ def mine_flow(
             rows = store.library_tracks(catalog, library)
             tracks = {t.id: t for t in rows}
             match_stage(catalog, rows, settings, run_id)
-            fps = fingerprint_stage(catalog, rows, run_id)
+            fps = fingerprint_stage(catalog, rows, run_id, settings.max_duration_s)
             verify_stage(catalog, tracks, fps, settings, run_id)
             preset = get_preset(settings.stft_preset)
             writer = ShardWriter(

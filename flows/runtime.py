@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import signal
 from functools import cache
+from typing import Any
 
 from prefect.context import FlowRunContext
 
@@ -58,3 +60,12 @@ def flow_run_id() -> str | None:
     """The id of the Prefect flow run this code runs in; None outside a flow run."""
     context = FlowRunContext.get()
     return str(context.flow_run.id) if context is not None and context.flow_run else None
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask preload hook of the local workers (:func:`flows.cluster.local_cluster`): SIGINT and
+    SIGTERM are ignored, because a terminal's Ctrl-C reaches the whole process group and the
+    command that owns the cluster stops the workers itself (killed mid-task, a worker would be
+    restarted by its nanny and print a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

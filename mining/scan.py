@@ -4,14 +4,17 @@ The scan is incremental (a file whose size and mtime are unchanged is not read a
 stat changed but whose content hash did not is only re-stamped), marks files that disappeared as
 ``missing``, and records every problem (unreadable, truncated, zero-length, not audio, permission
 denied, symlink loop, changed while scanning) as a track with ``status='error'`` and a reason code,
-never stopping the walk.
+never stopping the walk. The project's own temporary files (``.vm-*``, ``.vocalmine-tmp``) are
+not part of the library.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from vocalmine.core.atomic import is_temp_name
 from vocalmine.core.audio import AUDIO_SUFFIXES, AudioError, load_audio, probe, read_tags
 from vocalmine.core.reasons import Reason
 from vocalmine.storage.catalog import Catalog, Track, utcnow
@@ -82,14 +86,23 @@ def parse_filename(path: str | os.PathLike[str]) -> dict[str, str]:
     return {k: v for k, v in parsed.items() if v}
 
 
-def describe_file(path: str, size: int, mtime: float, hash_bytes: int = 0) -> FileFacts:
-    """Read one file's tags, header and hash; any problem becomes an error reason."""
+def describe_file(
+    path: str,
+    size: int,
+    mtime: float,
+    hash_bytes: int = 0,
+    stop: threading.Event | None = None,
+) -> FileFacts:
+    """Read one file's tags, header and hash; any problem becomes an error reason.
+
+    ``stop``, once set, ends the hashing early (the scan was interrupted; the result is unused).
+    """
     if size == 0:
         return FileFacts(
             path, size, mtime, None, {}, Reason.ZERO_LENGTH, f"{path}: zero-length file"
         )
     try:
-        content_hash = hash_file(path, hash_bytes)
+        content_hash = hash_file(path, hash_bytes, stop)
         info = probe(path)
         tags = read_tags(path)
         tail = max(0.0, info.duration_s - 1.0)
@@ -101,10 +114,7 @@ def describe_file(path: str, size: int, mtime: float, hash_bytes: int = 0) -> Fi
     except OSError as exc:
         return FileFacts(path, size, mtime, None, {}, Reason.UNREADABLE, f"{path}: {exc.strerror}")
     except AudioError as exc:
-        reason = Reason.NOT_AUDIO if "not an audio file" in exc.reason else Reason.DECODE_ERROR
-        if "no audio samples" in exc.reason:
-            reason = Reason.TRUNCATED
-        return FileFacts(path, size, mtime, None, {}, reason, str(exc))
+        return FileFacts(path, size, mtime, None, {}, _audio_reason(exc.reason), str(exc))
     stat = os.stat(path)
     if stat.st_size != size or stat.st_mtime != mtime:
         return FileFacts(
@@ -138,8 +148,28 @@ def describe_file(path: str, size: int, mtime: float, hash_bytes: int = 0) -> Fi
     return FileFacts(path, size, mtime, content_hash, fields)
 
 
-def hash_file(path: str | os.PathLike[str], hash_bytes: int = 0) -> str:
-    """BLAKE2b of the file's bytes (or its first and last ``hash_bytes`` bytes, when set)."""
+#: Words of an :class:`AudioError` → the reason code a scan records.
+_AUDIO_REASONS = (
+    ("changed while reading", Reason.CHANGED_DURING_SCAN),
+    ("truncated", Reason.TRUNCATED),
+    ("no audio samples", Reason.TRUNCATED),
+    ("symbolic link loop", Reason.SYMLINK_LOOP),
+    ("broken symbolic link", Reason.BROKEN_SYMLINK),
+    ("not a regular file", Reason.NOT_AUDIO),
+    ("not an audio file", Reason.NOT_AUDIO),
+    ("zero-length", Reason.ZERO_LENGTH),
+)
+
+
+def _audio_reason(words: str) -> str:
+    return next((code for text, code in _AUDIO_REASONS if text in words), Reason.DECODE_ERROR)
+
+
+def hash_file(
+    path: str | os.PathLike[str], hash_bytes: int = 0, stop: threading.Event | None = None
+) -> str:
+    """BLAKE2b of the file's bytes (or its first and last ``hash_bytes`` bytes, when set);
+    ``stop``, once set, ends the reading early (an interrupted scan, whose result is unused)."""
     digest = hashlib.blake2b(digest_size=20)
     with open(path, "rb") as handle:
         if hash_bytes:
@@ -151,6 +181,8 @@ def hash_file(path: str | os.PathLike[str], hash_bytes: int = 0) -> str:
         else:
             for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
                 digest.update(chunk)
+                if stop is not None and stop.is_set():
+                    break
     return digest.hexdigest()
 
 
@@ -182,6 +214,8 @@ def walk_library(root: Path) -> Iterator[tuple[str, os.stat_result | None, str |
             yield str(folder), None, f"{Reason.UNREADABLE}: {exc.strerror}"
             continue
         for entry in entries:
+            if is_temp_name(entry.name):  # partial files of a vocalmine run
+                continue
             if not _utf8(entry.path):
                 yield _printable(entry.path), None, Reason.BAD_FILENAME
                 continue
@@ -193,7 +227,10 @@ def walk_library(root: Path) -> Iterator[tuple[str, os.stat_result | None, str |
                 elif entry.is_symlink() and not os.path.exists(entry.path):
                     yield entry.path, None, Reason.BROKEN_SYMLINK
             except OSError as exc:
-                yield entry.path, None, f"{Reason.UNREADABLE}: {exc.strerror}"
+                if exc.errno == errno.ELOOP:  # a link to itself, or a cycle of links
+                    yield entry.path, None, Reason.SYMLINK_LOOP
+                else:
+                    yield entry.path, None, f"{Reason.UNREADABLE}: {exc.strerror}"
 
 
 def _utf8(path: str) -> bool:
@@ -248,8 +285,10 @@ def scan_library(
 
     total = len(todo)
     done = 0
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        facts_iter = pool.map(lambda item: describe_file(*item, hash_bytes=hash_bytes), todo)
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    stop = threading.Event()
+    try:
+        facts_iter = pool.map(lambda item: describe_file(*item, hash_bytes, stop), todo)
         batch: list[FileFacts] = list(problems)
         for facts in facts_iter:
             batch.append(facts)
@@ -260,6 +299,11 @@ def scan_library(
                 _upsert(catalog, batch, result)
                 batch = []
         _upsert(catalog, batch, result)
+    except BaseException:  # Ctrl-C: drop the files not started, cut short those being read
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
     with catalog.session() as session:
         for track in session.execute(

@@ -7,7 +7,8 @@ a temporary file beside the target and renames it into place only when the stem 
 interrupted run never leaves a truncated stem under the final name. WAV/FLAC go through
 libsndfile: WAV as 32-bit float by default (no conversion cost, no clipping of stems that
 exceed full scale, so they sum to the input exactly), FLAC as 24-bit PCM; MP3 goes through
-lameenc's incremental encoder.
+lameenc's incremental encoder. Integer formats (FLAC, MP3) clip above full scale; the writer
+records the peak so the caller can say so.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from vocalmine.core.audio import (
     AudioError,
     ffmpeg_decode_command,
     ffmpeg_error,
+    file_problem,
     probe,
     require_ffmpeg,
     sndfile_open_error,
@@ -46,13 +48,13 @@ class AudioStream:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise AudioError(self.path, "no such file")
-        if self.path.stat().st_size == 0:
-            raise AudioError(self.path, "zero-length file")
+        problem = file_problem(self.path)
+        if problem is not None:
+            raise AudioError(self.path, problem)
         self._sndfile: sf.SoundFile | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self.frames: int | None = None
+        self._stat = self.path.stat()
         if self.path.suffix.lower() in SNDFILE_SUFFIXES:
             try:
                 self._sndfile = sf.SoundFile(self.path)
@@ -84,7 +86,7 @@ class AudioStream:
             try:
                 block = self._sndfile.read(frames, dtype="float32", always_2d=True).T
             except (sf.LibsndfileError, RuntimeError) as exc:
-                raise AudioError(self.path, f"cannot decode audio ({exc})") from exc
+                raise sndfile_open_error(self.path, exc, self._stat) from exc
         else:
             assert self._proc is not None and self._proc.stdout is not None
             data = self._proc.stdout.read(frames * self.channels * 4)
@@ -160,6 +162,10 @@ class StemWriter:
                 self.path,
                 f"MP3 cannot hold {channels} channels at {sample_rate} Hz; use wav or flac",
             )
+        #: Whether the format stores integers, which clip at full scale; ``peak`` is then the
+        #: largest absolute sample written (for the caller's warning), else 0.
+        self.clips = self.format == "mp3" or (subtype or "").startswith("PCM")
+        self.peak = 0.0
         self._tmp = temp_beside(self.path, ".part")
         self._sndfile: sf.SoundFile | None = None
         self._mp3: lameenc.Encoder | None = None
@@ -181,6 +187,7 @@ class StemWriter:
                 fmt = "RF64"  # plain WAV stops at 4 GiB; RF64 is WAV's 64-bit extension
             if self.format == "flac" and subtype not in ("PCM_16", "PCM_24"):
                 subtype = "PCM_24"
+            self.clips = subtype.startswith("PCM")
             self._sndfile = sf.SoundFile(
                 self._tmp,
                 "w",
@@ -196,6 +203,8 @@ class StemWriter:
         Interleaved :data:`WRITE_FRAMES` at a time: the small temporaries are reused by the
         allocator, where one interleaved copy of a 48-s block would be fresh pages each time.
         """
+        if self.clips and audio.size:
+            self.peak = max(self.peak, float(np.abs(audio).max()))
         for start in range(0, audio.shape[-1], WRITE_FRAMES):
             part = audio[:, start : start + WRITE_FRAMES].T
             if self._sndfile is not None:

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from vocalmine.core.errors import OneLineError
 from vocalmine.storage.db_lock import database_lock
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -201,8 +202,13 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.drivername == "postgresql":
-        url = str(parsed.set(drivername="postgresql+psycopg"))
-    return create_engine(url, pool_pre_ping=True)
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    connect_args = {}
+    if parsed.drivername in ("postgresql+psycopg", "postgresql+psycopg2") and (
+        "connect_timeout" not in parsed.query
+    ):
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
 
 def alembic_config(url: str) -> Config:
@@ -254,8 +260,55 @@ class Catalog:
         self.engine.dispose()
 
 
+#: Seconds a PostgreSQL connection attempt may take before the catalog counts as unreachable.
+CONNECT_TIMEOUT_S = 10
+
+
+class CatalogError(OneLineError):
+    """The catalog cannot be opened; ``str()`` is one line naming the URL or host and the cause."""
+
+
+def _where(url: str) -> str:
+    """``HOST:PORT`` of a server URL, the file of a SQLite URL (never the password)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return str(parsed.database or ":memory:")
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+def _cause(exc: BaseException) -> str:
+    """The driver's own first line (``Connection refused``), without SQLAlchemy's boilerplate."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    first = lines[0] if lines else type(orig).__name__
+    return first.rsplit("failed: ", 1)[-1]
+
+
 def open_catalog(url: str) -> Catalog:
-    """A catalog at ``url`` with its schema upgraded to the newest migration."""
-    catalog = Catalog(url)
-    catalog.upgrade()
+    """A catalog at ``url`` with its schema upgraded to the newest migration.
+
+    Raises :class:`CatalogError` for a malformed URL, an unknown driver, or a database that
+    cannot be reached or opened.
+    """
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise CatalogError(
+            f"malformed catalog URL {url!r} (expected sqlite:///PATH or "
+            "postgresql://USER@HOST:PORT/DATABASE)"
+        ) from None
+    try:
+        catalog = Catalog(url)
+    except NoSuchModuleError as exc:
+        raise CatalogError(f"catalog URL {make_url(url)!r}: {exc}") from None
+    except OSError as exc:  # the SQLite file's folder cannot be made
+        raise CatalogError(f"cannot open the catalog at {_where(url)}: {exc.strerror}") from None
+    try:
+        catalog.upgrade()
+    except OperationalError as exc:
+        catalog.dispose()
+        verb = "open" if make_url(url).get_backend_name() == "sqlite" else "connect to"
+        raise CatalogError(f"cannot {verb} the catalog at {_where(url)}: {_cause(exc)}") from None
     return catalog

@@ -375,7 +375,10 @@ def explain(catalog: Catalog, query: str) -> list[dict[str, Any]]:
             pair = session.get(Pair, int(query))
             pairs = [pair] if pair else []
         else:
-            path = str(Path(query).resolve())
+            try:
+                path = str(Path(query).resolve())
+            except (RuntimeError, OSError):  # a symbolic link loop: the path as the scan saw it
+                path = os.path.abspath(query)
             tracks = list(
                 session.execute(select(Track).where(Track.path == path)).scalars()
             ) or list(session.execute(select(Track).where(Track.path.endswith(query))).scalars())

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_VAR = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 FAILURE_HINT = f"(set PREFECT_API_URL to use a running server, or {TIMEOUT_VAR})"
 
-#: The CLI with ``mine`` replaced by a verb that prints the server's port, then acts on MODE.
+#: The CLI with ``mine`` replaced by a verb that starts the server as ``mine`` does, prints its
+#: port, then acts on MODE.
 COMMAND = """\
 import sys, time
 from vocalmine import cli
@@ -40,6 +41,8 @@ del cli.VERBS["mine"]
 @cli.app.command("mine")
 def probe(mode: str) -> None:
     from prefect.server.api.server import SubprocessASGIServer
+    from vocalmine.cli.common import start_flow_server
+    start_flow_server("vocalmine.flows.mine")  # as mine does, once its settings are read
     print("READY", SubprocessASGIServer().port, flush=True)
     if mode == "raise":
         raise RuntimeError("the verb failed")

@@ -72,13 +72,44 @@ def fail(message: object, code: int = 2) -> NoReturn:
 
 
 def load_settings(config: Path | None = None, **overrides: object) -> Settings:
-    """Settings for a command; a bad config file or value is a one-line error, not a traceback."""
-    from vocalmine.core.settings import get_settings
+    """Settings for a command; a bad config file or value is a one-line error, not a traceback,
+    and a ``VOCALMINE_*`` variable that is no setting a one-line warning."""
+    from vocalmine.core.settings import env_warnings, get_settings
 
+    for line in env_warnings():
+        console.print(f"[yellow]warning:[/yellow] {escape(line)}")
     try:
         return get_settings(config, **overrides)
-    except ValueError as exc:  # pydantic's ValidationError is one
+    except ValueError as exc:  # a SettingsError names the file or variable and the key
         fail(exc)
+
+
+def check_catalog(url: str) -> None:
+    """Open (creating or upgrading) the catalog at ``url`` once, before any work starts; a
+    malformed URL or an unreachable database is one line."""
+    from vocalmine.storage.catalog import CatalogError, open_catalog
+
+    try:
+        open_catalog(url).dispose()
+    except CatalogError as exc:
+        fail(exc)
+
+
+def start_flow_server(module: str) -> None:
+    """Start Prefect's temporary server (unless ``PREFECT_API_URL`` names one) while the flow
+    ``module`` is imported, and wait for it; a failed start is one line and exit code 1."""
+    import importlib
+    import sys
+
+    from vocalmine.flows.api_server import ServerStartError, start_early
+
+    server_ready = start_early()
+    importlib.import_module(module)
+    try:
+        server_ready()
+    except ServerStartError as exc:
+        print(f"vocalmine: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def require_shards(
@@ -187,17 +218,28 @@ VERBOSE_PREFECT = {
 }
 
 
+#: How Prefect's engine logs a flow stopped by Ctrl-C or SIGTERM (at ERROR); the command says
+#: it in its own line (``interrupted by SIGINT; ...``), so this one is dropped unless verbose.
+SIGNAL_CRASH = ("Crash detected! Execution was aborted by a", "signal.")
+
+
 class PrefectChatter(logging.Filter):
     """Drops the INFO records that Prefect's own code logs on a run logger ("Beginning flow run",
     "View at http://…" of a server that stops with the command, "Finished in state
-    Completed()"); what a flow logs or prints passes, as do warnings and errors."""
+    Completed()"), and its "Crash detected!" line for a signal; what a flow logs or prints
+    passes, as do other warnings and errors."""
 
     def __init__(self, package_dir: str) -> None:
         super().__init__()
         self.package_dir = package_dir
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or not record.pathname.startswith(self.package_dir)
+        if not record.pathname.startswith(self.package_dir):
+            return True
+        if record.levelno < logging.WARNING:
+            return False
+        message = str(record.msg)
+        return not (message.startswith(SIGNAL_CRASH[0]) and message.endswith(SIGNAL_CRASH[1]))
 
 
 def configure_prefect_output(verbose: bool = False) -> None:
@@ -210,6 +252,7 @@ def configure_prefect_output(verbose: bool = False) -> None:
     if spec is None or not spec.submodule_search_locations:
         return
     chatter = PrefectChatter(os.path.join(list(spec.submodule_search_locations)[0], ""))
-    logger = logging.getLogger("prefect.flow_runs")  # dictConfig keeps a logger's filters
-    if not any(isinstance(f, PrefectChatter) for f in logger.filters):
-        logger.addFilter(chatter)
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)  # dictConfig keeps a logger's filters
+        if not any(isinstance(f, PrefectChatter) for f in logger.filters):
+            logger.addFilter(chatter)

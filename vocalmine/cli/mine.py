@@ -11,9 +11,11 @@ from vocalmine.cli.common import (
     CatalogOption,
     ConfigOption,
     DataDirOption,
+    check_catalog,
     fail,
     load_settings,
     print_counts,
+    start_flow_server,
 )
 
 SHARDS = "Shards and cluster"
@@ -63,6 +65,10 @@ def mine_command(
     )
     if not library.is_dir():
         fail(f"{library}: library folder does not exist")
+    check_catalog(settings.catalog_url)
+    if settings.dask_address:
+        check_scheduler(settings.dask_address)
+    start_flow_server("vocalmine.flows.mine")
     from vocalmine.flows.mine import configured_mine_flow
 
     totals = configured_mine_flow(settings)(
@@ -77,6 +83,36 @@ def mine_command(
     )
     for key in ("tracks", "pairs", "rejections", "shards"):
         print_counts(f"mining: {key}", totals.get(key, {}))
+
+
+#: Seconds :func:`check_scheduler` waits for a Dask scheduler to answer.
+SCHEDULER_TIMEOUT_S = 10.0
+
+
+def check_scheduler(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> None:
+    """Fail in one line unless a Dask scheduler answers at ``address`` within ``timeout_s``:
+    checked before the flow starts, so a wrong address costs seconds, not a scan."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def probe() -> None:
+        comm = await connect(address, timeout=timeout_s)
+        await comm.close()
+
+    try:
+        asyncio.run(probe())
+    except ValueError as exc:
+        fail(f"malformed Dask scheduler address {address!r} ({exc})")
+    except Exception as exc:  # a timeout, a refusal, or garbage from a server that is not Dask
+        text = " ".join(str(exc).split())
+        cause = "no answer" if "Timed out" in text else text.rsplit(": ", 1)[-1]
+        if isinstance(exc, MemoryError):
+            cause = "something that is not a Dask scheduler answered"
+        fail(
+            f"no Dask scheduler at {address} after {timeout_s:g} s "
+            f"({cause or type(exc).__name__}); check --dask-address / VOCALMINE_DASK_ADDRESS"
+        )
 
 
 def pairs_command(

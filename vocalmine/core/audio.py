@@ -38,6 +38,37 @@ class AudioError(Exception):
         super().__init__(f"{self.path}: {self.reason}")
 
 
+def file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as an audio file, in words; None when it is a non-empty
+    regular file. Said as the system sees it: a symbolic link loop, a broken link, a FIFO or
+    a device (not a regular file), a missing file, an empty one."""
+    import errno
+    import stat
+
+    file = Path(path)
+    try:
+        info = file.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if exc.errno == errno.ENOENT and file.is_symlink():
+            return "broken symbolic link"
+        return "no such file" if exc.errno == errno.ENOENT else (exc.strerror or str(exc))
+    if not stat.S_ISREG(info.st_mode):
+        kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISSOCK: "socket", stat.S_ISDIR: "folder"}
+        kind = next((name for test, name in kinds.items() if test(info.st_mode)), "device")
+        return f"not a regular file ({kind})"
+    if info.st_size == 0:
+        return "zero-length file"
+    return None
+
+
+def _check_file(file: Path) -> None:
+    problem = file_problem(file)
+    if problem is not None:
+        raise AudioError(file, problem)
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     """Header facts of an audio file."""
@@ -111,11 +142,27 @@ def ffmpeg_decode_command(
     return [*cmd, "-"]
 
 
-def sndfile_open_error(path: str | os.PathLike[str], exc: Exception) -> AudioError:
-    """The :class:`AudioError` for a file libsndfile cannot open. libsndfile says "File does not
-    exist" of data it cannot parse (a text file named ``.mp3``); the caller has just found the
-    file, so that is reported as what it is: no audio of that format in it."""
+def sndfile_open_error(
+    path: str | os.PathLike[str], exc: Exception, before: os.stat_result | None = None
+) -> AudioError:
+    """The :class:`AudioError` for a file libsndfile cannot open or read, with the true cause.
+
+    A file whose size or time changed since ``before`` (its stat when reading began) is
+    "changed while reading" (a download or copy still in progress); a failed seek is a file
+    whose data ends before its header says ("truncated"). libsndfile says "File does not exist"
+    of data it cannot parse (a text file named ``.mp3``); the caller has just found the file,
+    so that is reported as what it is: no audio of that format in it.
+    """
     reason = getattr(exc, "error_string", None) or str(exc)
+    if before is not None:
+        try:
+            now = os.stat(path)
+        except OSError:
+            now = None
+        if now is None or (now.st_size, now.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            return AudioError(path, "changed while reading (still being written or copied?)")
+    if any(word in reason.lower() for word in ("seek", "lost sync", "unexpected end")):
+        return AudioError(path, "truncated: the audio data ends before its header says")
     if "does not exist" in reason:
         reason = f"no {Path(path).suffix.lstrip('.').upper()} audio found in it"
     return AudioError(path, f"not audio, or damaged: cannot decode it ({reason.rstrip('.')})")
@@ -174,11 +221,9 @@ def load_audio(
     over the transposed view was the slowest step of loading a song).
     """
     file = Path(path)
-    if not file.is_file():
-        raise AudioError(file, "no such file")
-    if file.stat().st_size == 0:
-        raise AudioError(file, "zero-length file")
+    _check_file(file)
     if file.suffix.lower() in SNDFILE_SUFFIXES:
+        before = file.stat()
         try:
             with sf.SoundFile(file) as handle:
                 native = handle.samplerate
@@ -186,7 +231,7 @@ def load_audio(
                 frames = -1 if duration_s is None else int(round(duration_s * native))
                 frames_first = _read_float(handle, frames)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-            raise sndfile_open_error(file, exc) from exc
+            raise sndfile_open_error(file, exc, before) from exc
     else:
         require_ffmpeg(file)
         info = probe(file)
@@ -281,6 +326,39 @@ def _fill_id3(id3: ID3, values: dict[str, str]) -> None:
             id3.add(TXXX(encoding=3, desc=key.upper(), text=value))
 
 
+def _kind_by_content(file: Path) -> list[type]:
+    """mutagen's file classes for what the first bytes of ``file`` say it is (mutagen weighs the
+    suffix too, and a FLAC file named ``.wav`` fails as a broken WAV)."""
+    from mutagen.mp3 import MP3
+    from mutagen.oggvorbis import OggVorbis
+
+    with open(file, "rb") as handle:
+        head = handle.read(12)
+    kinds: list[type] = []
+    if head.startswith(b"fLaC"):
+        kinds.append(FLAC)
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        kinds.append(WAVE)
+    if head.startswith(b"OggS"):
+        kinds.append(OggVorbis)
+    if head.startswith(b"ID3") or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        kinds.append(MP3)
+    return kinds
+
+
+def _mutagen_file(file: Path, easy: bool = False) -> object:
+    """``mutagen.File`` by content over suffix: by suffix first, then by the first bytes."""
+    try:
+        return mutagen.File(file, easy=easy)
+    except OSError:
+        raise
+    except Exception:
+        kinds = _kind_by_content(file)
+        if not kinds:
+            raise
+        return mutagen.File(file, easy=easy, options=kinds)
+
+
 def _first(value: object) -> str | None:
     if value is None:
         return None
@@ -296,7 +374,9 @@ def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
     """Title, artist, album, version and comment from any tag format mutagen knows."""
     file = Path(path)
     try:
-        meta = mutagen.File(file, easy=False)
+        meta = _mutagen_file(file)
+    except OSError as exc:
+        raise AudioError(file, exc.strerror or str(exc)) from exc
     except Exception as exc:  # mutagen raises many types for broken headers
         raise AudioError(file, f"unreadable tags ({exc})") from exc
     if meta is None or meta.tags is None:
@@ -333,12 +413,11 @@ def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
 def probe(path: str | os.PathLike[str]) -> AudioInfo:
     """Duration, rate, channels, codec and bitrate from the header, without decoding the audio."""
     file = Path(path)
-    if not file.is_file():
-        raise AudioError(file, "no such file")
-    if file.stat().st_size == 0:
-        raise AudioError(file, "zero-length file")
+    _check_file(file)
     try:
-        meta = mutagen.File(file)
+        meta = _mutagen_file(file)
+    except OSError:
+        raise
     except Exception as exc:  # mutagen raises many types for broken headers
         raise AudioError(file, f"unreadable header ({exc})") from exc
     info = getattr(meta, "info", None)

@@ -1,21 +1,25 @@
 """One typed settings object for every stage.
 
-Values come, in increasing priority, from the defaults below, a TOML or YAML file named by
+Values come, in increasing priority, from the defaults below, a TOML, YAML or JSON file named by
 ``VOCALMINE_CONFIG`` (or passed to :func:`get_settings`), ``VOCALMINE_*`` environment variables,
 and explicit overrides (the CLI's options). pydantic-settings does the merging and validation.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vocalmine.core.errors import OneLineError
 from vocalmine.core.stft import get_preset
 
 
@@ -85,38 +89,135 @@ def _mask_password(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
 
 
+class SettingsError(OneLineError, ValueError):
+    """A config file, ``VOCALMINE_*`` variable or option that does not make valid settings."""
+
+
+#: Environment variables with the settings' prefix that are not settings themselves.
+ENV_NOT_SETTINGS = {"VOCALMINE_CONFIG"}
+_FORMATS = {".toml": "TOML", ".yaml": "YAML", ".yml": "YAML", ".json": "JSON"}
+
+
+def _parse(text: str, kind: str) -> Any:
+    if kind == "TOML":
+        return tomllib.loads(text)
+    if kind == "JSON":
+        return json.loads(text)
+    return yaml.safe_load(text)
+
+
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a TOML or YAML settings file; a ``[vocalmine]`` table is used when present."""
+    """Read a TOML, YAML or JSON settings file; a ``[vocalmine]`` table is used when present.
+
+    The format follows the suffix (``.toml``, ``.yaml``/``.yml``, ``.json``); with any other
+    suffix the content decides (TOML, then JSON, then YAML that holds a table), else a
+    :class:`SettingsError` says the format is unknown.
+    """
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"{file}: cannot read config file ({exc.strerror})") from exc
+        raise SettingsError(f"{file}: cannot read config file ({exc.strerror})") from exc
+    except UnicodeDecodeError:
+        raise SettingsError(f"{file}: config file is not UTF-8 text") from None
+    kind = _FORMATS.get(file.suffix.lower())
+    if kind is None:
+        for guess in ("TOML", "JSON", "YAML"):
+            try:
+                data = _parse(text, guess)
+            except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError):
+                continue
+            if isinstance(data, dict) or (data is None and not text.strip()):
+                kind = guess
+                break
+        else:
+            raise SettingsError(
+                f"{file}: unknown config format (a table of settings in TOML, YAML or JSON, "
+                "or a .toml, .yaml, .yml or .json suffix)"
+            )
     try:
-        data = tomllib.loads(text) if file.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{file}: invalid config file ({exc})".replace("\n", " ")) from exc
+        data = _parse(text, kind)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError(f"{file}: invalid {kind} ({' '.join(str(exc).split())})") from exc
     data = data or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{file}: config file must hold a table of settings")
+        raise SettingsError(f"{file}: config file must hold a table of settings")
     return data.get("vocalmine", data)
 
 
+def unknown_env_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``VOCALMINE_*`` variables that name no setting (a misspelling would be ignored)."""
+    names = {f"VOCALMINE_{name.upper()}" for name in Settings.model_fields} | ENV_NOT_SETTINGS
+    return sorted(
+        key
+        for key in (os.environ if environ is None else environ)
+        if key.upper().startswith("VOCALMINE_") and key.upper() not in names
+    )
+
+
+def env_warnings() -> list[str]:
+    """One line per ``VOCALMINE_*`` variable that is no setting, with the likely one."""
+    return [
+        f"environment variable {key} is not a setting, ignored{_suggest(key[10:])}"
+        for key in unknown_env_variables()
+    ]
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key.lower(), list(Settings.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _in_words(exc: ValidationError, origin: dict[str, str]) -> str:
+    """pydantic's errors as ``WHERE: KEY: what is wrong (got VALUE)``, joined by ``; ``."""
+    lines = []
+    for item in exc.errors():
+        key = str(item["loc"][0]) if item["loc"] else ""
+        where = origin.get(key, "settings")
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown setting {key!r}{_suggest(key)}")
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        got = item.get("input")
+        shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+        lines.append(f"{where}: {key}: {message[:1].lower()}{message[1:]}{shown}")
+    return "; ".join(lines)
+
+
 def get_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Settings from defaults, config file, environment, then explicit non-None overrides."""
+    """Settings from defaults, config file, environment, then explicit non-None overrides.
+
+    Every problem is a :class:`SettingsError` naming where the value came from (the file, the
+    variable, the option) and the key: an unknown key, a value of the wrong type.
+    ``VOCALMINE_*`` variables that are no setting are the caller's to report
+    (:func:`unknown_env_variables`): compose files use a few of their own.
+    """
     path = config_file or os.environ.get("VOCALMINE_CONFIG")
     file_values = load_config_file(path) if path else {}
-    env_settings = Settings()
-    env_set = {
-        name
-        for name in Settings.model_fields
-        if f"VOCALMINE_{name.upper()}" in {k.upper() for k in os.environ}
-    }
-    merged = {k: v for k, v in file_values.items()}
-    merged.update({k: getattr(env_settings, k) for k in env_set})
-    merged.update({k: v for k, v in overrides.items() if v is not None})
+    origin = {key: str(path) for key in file_values}
+    env_keys = {k.upper(): k for k in os.environ}
+    env_values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        variable = env_keys.get(f"VOCALMINE_{name.upper()}")
+        if variable is not None:
+            env_values[name] = os.environ[variable]
+            origin[name] = f"environment variable {variable}"
+    if env_values:
+        try:
+            parsed = Settings.model_validate(env_values)
+        except ValidationError as exc:
+            raise SettingsError(_in_words(exc, origin)) from None
+        env_values = {k: getattr(parsed, k) for k in env_values}
+    merged = {**file_values, **env_values}
+    for key, value in overrides.items():
+        if value is not None:
+            merged[key] = value
+            origin[key] = f"option --{key.replace('_', '-')}"
     # Derived defaults must be recomputed from the final data_dir, not the environment's.
     for derived in ("catalog_url", "shard_root", "model_root"):
         if derived not in merged:
             merged[derived] = ""
-    return Settings.model_validate(merged)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError(_in_words(exc, origin)) from None
