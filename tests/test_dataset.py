@@ -97,6 +97,15 @@ def test_patches_are_normalised_by_the_mix_maximum(shards: str) -> None:
     np.testing.assert_allclose(sample["targets"][1].numpy(), expected_instrumental, rtol=1e-6)
 
 
+def test_normalise_false_gives_the_raw_magnitudes(shards: str) -> None:
+    sample = next(iter(ShardDataset(shards, "ds", shuffle=False, normalise=False)))
+    raw = make_segments(0, 1)[0]
+    for got, column in [(sample["mix"], raw.mix), (sample["targets"][0], raw.vocals)]:
+        expected = column.astype(np.float16).astype(np.float32)
+        np.testing.assert_array_equal(got.numpy(), expected)
+    assert sample["mix"].max().item() > 1.0
+
+
 def test_quality_filter_drops_rows(shards: str) -> None:
     dataset = ShardDataset(shards, "ds", min_quality=0.5, shuffle=False)
     expected = {

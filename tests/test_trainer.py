@@ -12,12 +12,16 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from tests.test_shards import TINY, make_segments
+from tests.test_shards import STEREO, TINY, make_segments
 from vocalmine.flows.train import record_run
 from vocalmine.storage.catalog import Catalog, TrainingMetric
 from vocalmine.storage.registry import ModelRegistry
 from vocalmine.storage.shard_writer import ShardWriter
+from vocalmine.training import trainer as trainer_module
+from vocalmine.training.dataset import ShardDataset
+from vocalmine.training.finetune import freeze, init_model, save_init_weights, set_training
 from vocalmine.training.launch import launch, torchrun_command
+from vocalmine.training.models import build_model
 from vocalmine.training.registered import load_model
 from vocalmine.training.trainer import TrainConfig, read_metrics, train
 
@@ -161,6 +165,119 @@ def test_volume_balance_mse_and_augmentation_options_train(shards: str, tmp_path
 def test_wrong_preset_is_refused(shards: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shards use preset 'tiny', not 'paper'"):
         train(config(shards, tmp_path / "run", preset="paper"))
+
+
+def init_file(path: Path, *, seed: int = 7, **model: object) -> dict[str, torch.Tensor]:
+    """Save a freshly seeded tiny model as an init weights file; returns its state."""
+    torch.manual_seed(seed)
+    values = {"kind": "unet", "preset": TINY, "width": 4, **model}
+    net = build_model(values.pop("kind"), values.pop("preset"), **values)
+    save_init_weights(path, net)
+    return {key: value.clone() for key, value in net.state_dict().items()}
+
+
+def last_weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def test_init_from_sets_the_starting_weights_and_a_resumed_run_ignores_it(
+    shards: str, tmp_path: Path
+) -> None:
+    start = init_file(tmp_path / "init.pt")
+    params = [name for name, _ in build_model("unet", TINY, width=4).named_parameters()]
+    # At learning rate 0 Adam leaves every parameter where the run started.
+    run = tmp_path / "run"
+    train(config(shards, run, lr=0.0, max_steps=1, init_from=str(tmp_path / "init.pt")))
+    for name in params:
+        torch.testing.assert_close(last_weights(run)[name], start[name], rtol=0, atol=0)
+    plain = tmp_path / "plain"
+    train(config(shards, plain, lr=0.0, max_steps=1))
+    assert not torch.equal(last_weights(plain)[params[0]], start[params[0]])
+    # Resuming takes the checkpoint's weights: the file (now unfit) is not even read.
+    init_file(tmp_path / "init.pt", width=8)
+    resumed = train(config(shards, run, max_steps=2, init_from=str(tmp_path / "init.pt")))
+    assert resumed["steps"] == 2
+
+
+@pytest.mark.parametrize(
+    ("saved", "message"),
+    [({"width": 8}, "width 8 (run: 4)"), ({"kind": "no-skip"}, "kind 'no-skip' (run: 'unet')")],
+)
+def test_init_weights_for_another_model_fail_with_one_line(
+    shards: str, tmp_path: Path, saved: dict[str, object], message: str
+) -> None:
+    init_file(tmp_path / "init.pt", **saved)
+    with pytest.raises(ValueError, match="do not fit") as error:
+        train(config(shards, tmp_path / "run", init_from=str(tmp_path / "init.pt")))
+    assert message in str(error.value) and "\n" not in str(error.value)
+    stereo = build_model("unet", STEREO, width=4)
+    with pytest.raises(ValueError, match=r"preset tiny \(8192 Hz, 1 ch") as error:
+        init_model(stereo, tmp_path / "init.pt")
+    assert "\n" not in str(error.value)
+
+
+def frozen_run(shards: str, tmp_path: Path, mode: str) -> tuple[dict, dict, dict]:
+    """Start, end and checkpoint of 6 steps with ``freeze=mode`` (validating mid-run)."""
+    start = init_file(tmp_path / "init.pt")
+    run = tmp_path / "run"
+    init = str(tmp_path / "init.pt")
+    train(config(shards, run, max_steps=6, steps_per_epoch=2, freeze=mode, init_from=init))
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    return start, saved["model"], saved
+
+
+def test_freeze_norm_keeps_batch_norm_statistics_and_affine_parameters(
+    shards: str, tmp_path: Path
+) -> None:
+    start, end, saved = frozen_run(shards, tmp_path, "norm")
+    norms = [k for k in start if ".norm." in k]
+    convs = [k for k in start if ".norm." not in k and k.endswith("weight")]
+    assert any(k.endswith("running_mean") for k in norms) and convs
+    for key in norms:
+        assert torch.equal(end[key], start[key]), key
+    for key in convs:
+        assert not torch.equal(end[key], start[key]), key
+    # The optimiser holds exactly the parameters outside the batch norms.
+    trained = sum(len(group["params"]) for group in saved["optimiser"]["param_groups"])
+    params = [name for name, _ in build_model("unet", TINY, width=4).named_parameters()]
+    assert trained == len([name for name in params if ".norm." not in name])
+
+
+def test_freeze_encoder_trains_only_the_decoder_and_head(shards: str, tmp_path: Path) -> None:
+    start, end, _ = frozen_run(shards, tmp_path, "encoder")
+    encoder = [k for k in start if ".encoder." in k]
+    decoder = [k for k in start if ".decoder." in k and k.endswith("weight")]
+    assert encoder and decoder
+    for key in encoder:
+        assert torch.equal(end[key], start[key]), key
+    for key in decoder:
+        assert not torch.equal(end[key], start[key]), key
+
+
+@pytest.mark.parametrize("kind", ["unet", "spleeter"])
+def test_frozen_batch_norms_stay_in_eval_mode_and_spleeter_has_an_encoder(kind: str) -> None:
+    model = build_model(kind, TINY, width=4)
+    norms = freeze(model, "encoder")
+    assert norms and all(not p.requires_grad for n in norms for p in n.parameters())
+    set_training(model, norms)
+    assert model.training and not any(n.training for n in norms)
+    assert all(p.requires_grad for name, p in model.named_parameters() if "decoder" in name)
+
+
+def test_raw_input_models_get_raw_patches(
+    shards: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    class Recording(ShardDataset):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            seen.append((self.split, self.normalise))
+
+    monkeypatch.setattr(trainer_module, "ShardDataset", Recording)
+    for kind in ("unet", "spleeter"):
+        train(config(shards, tmp_path / kind, model=kind, max_steps=1))
+    assert seen == [("train", True), ("valid", True), ("train", False), ("valid", False)]
 
 
 def test_torchrun_command_for_one_and_several_nodes() -> None:

@@ -7,7 +7,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 #: The architectures :func:`vocalmine.training.models.build_model` makes.
-MODEL_KINDS: tuple[str, ...] = ("unet", "spectrogram-channels", "no-skip")
+MODEL_KINDS: tuple[str, ...] = ("unet", "spectrogram-channels", "no-skip", "spleeter")
+
+#: What :attr:`TrainConfig.freeze` may keep fixed while fine-tuning (see :mod:`training.finetune`).
+FREEZE_MODES: tuple[str, ...] = ("none", "norm", "encoder")
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,12 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; saved with checkpoints and in the model card."""
+    """Everything a training run needs; saved with checkpoints and in the model card.
+
+    Fine-tuning: ``init_from`` names a weights file (:func:`training.finetune.save_init_weights`)
+    that a fresh run starts from (a resumed run takes its own checkpoint's weights); ``freeze``
+    keeps every batch norm (``"norm"``) or the encoder (``"encoder"``) fixed.
+    """
 
     shard_root: str
     dataset: str
@@ -71,10 +79,14 @@ class TrainConfig:
     channels_last: bool | None = None
     tensorboard: bool = True
     run_id: str | None = None
+    init_from: str | None = None
+    freeze: str = "none"
 
     def __post_init__(self) -> None:
         if self.loss not in ("l1", "mse"):
             raise ValueError(f"unknown loss {self.loss!r}; choose 'l1' or 'mse'")
+        if self.freeze not in FREEZE_MODES:
+            raise ValueError(f"unknown freeze {self.freeze!r}; choose one of {list(FREEZE_MODES)}")
         if self.batch_size < 1 or self.steps_per_epoch < 1 or self.checkpoint_every < 1:
             raise ValueError("batch_size, steps_per_epoch and checkpoint_every must be >= 1")
         AugmentConfig(**self.augment)

@@ -13,8 +13,9 @@ a row group whose rows were all emitted is never read again. Augmentation random
 per row position from ``(seed, pass, stream, position)``, so it too replays exactly.
 
 Each patch is normalised as the paper says (magnitudes to [0, 1]): mix and targets are divided
-by the maximum of the mix patch. Targets are stacked in :data:`training.models.SOURCES` order:
-vocals, then accompaniment (the instrumental column).
+by the maximum of the mix patch; ``normalise=False`` keeps the raw magnitudes (for models whose
+``input_scaling`` is ``"raw"``, such as Spleeter's). Targets are stacked in
+:data:`training.models.SOURCES` order: vocals, then accompaniment (the instrumental column).
 
 With ``batch_size`` set, the dataset yields ready batches (use ``DataLoader(batch_size=None)``);
 a DataLoader takes batches from its workers round-robin, which is what ``start_batch`` relies
@@ -73,7 +74,8 @@ class ShardDataset(IterableDataset):
     "segment_index"}`` (torch tensors; stacked into batches when ``batch_size`` is set).
 
     ``repeat=True`` streams pass after pass (for step-based training); ``repeat=False`` stops
-    after the pass selected with :meth:`set_epoch`.
+    after the pass selected with :meth:`set_epoch`. ``normalise=False`` yields raw magnitudes
+    instead of patches divided by their mix's peak.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class ShardDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         start_batch: int = 0,
+        normalise: bool = True,
     ) -> None:
         super().__init__()
         self.reader = ShardReader(root, dataset, split=split, min_quality=min_quality)
@@ -105,6 +108,7 @@ class ShardDataset(IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.start_batch = start_batch
+        self.normalise = normalise
         self.epoch = 0
         self._groups: list[RowGroup] | None = None
         self._kept: dict[int, np.ndarray] = {}
@@ -209,7 +213,8 @@ class ShardDataset(IterableDataset):
     def _sample(self, row: dict[str, Any], pass_index: int, stream: int, position: int) -> dict:
         mix = row["mix"].astype(np.float32)
         targets = np.stack([row["vocals"], row["instrumental"]]).astype(np.float32)
-        mix, targets = normalise_patch(mix, targets)
+        if self.normalise:
+            mix, targets = normalise_patch(mix, targets)
         if self.augment.enabled:
             rng = np.random.default_rng([self.seed, pass_index, stream, position, 2])
             mix, targets = augment(mix, targets, self.augment, rng)

@@ -12,6 +12,10 @@ Resuming is exact: a checkpoint holds the model, Adam's state, every rank's RNG 
 step (which fixes the position in the data stream, see :mod:`training.dataset`) and the
 early-stopping state; a run restarted from it produces the same losses as one that never
 stopped. On GPUs the forward pass runs under bf16 autocast with channels-last tensors.
+
+Fine-tuning (:mod:`training.finetune`): a fresh run can start from an init weights file
+(``init_from``) and keep batch norms or the encoder fixed (``freeze``). Patches reach the model
+as it wants them: divided by their peak, or raw (``SeparationModel.input_scaling``).
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from vocalmine.core.atomic import atomic_path, atomic_write_text
+from vocalmine.core.stft import STFTPreset, preset_from_dict
 from vocalmine.storage.shard_schema import manifest_summary, read_manifest
 from vocalmine.training.config import AugmentConfig, TrainConfig
 from vocalmine.training.dataset import ShardDataset
 from vocalmine.training.ddp import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from vocalmine.training.finetune import freeze, init_model, set_training, trainable_parameters
 from vocalmine.training.losses import per_source_error, separation_loss
 from vocalmine.training.models import SOURCES, SeparationModel, build_model
 
@@ -180,8 +186,10 @@ def evaluate(
     channels_last: bool,
     max_batches: int | None = None,
 ) -> dict[str, float]:
-    """Mean L1 and MSE of ``mask ⊙ X − Y`` per source over the loader, summed over ranks."""
-    was_training = model.training
+    """Mean L1 and MSE of ``mask ⊙ X − Y`` per source over the loader, summed over ranks.
+
+    Every submodule's mode is restored afterwards (frozen batch norms stay in eval mode)."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     sums = torch.zeros(2 * len(SOURCES) + 1, dtype=torch.float64, device=device)
     with torch.no_grad():
@@ -196,7 +204,8 @@ def evaluate(
             sums[len(SOURCES) : -1] += per_source_error(masks, mix, targets, "mse").double() * count
             sums[-1] += count
     all_reduce_sum(sums)
-    model.train(was_training)
+    for module, training in modes:
+        module.training = training
     count = max(sums[-1].item(), 1.0)
     values = (sums[:-1] / count).tolist()
     out: dict[str, float] = {"samples": int(sums[-1].item())}
@@ -246,6 +255,7 @@ class _Run:
     manifest: dict[str, Any]
     model: SeparationModel
     net: torch.nn.Module
+    frozen_norms: list[torch.nn.Module]
     optimiser: torch.optim.Optimizer
     state: TrainState
     workers: int
@@ -273,7 +283,7 @@ def _train(
     state, total = run.state, config.total_steps
     validated_at, start_step = -1, state.step
     run.window_start = time.perf_counter()
-    run.net.train()
+    set_training(run.net, run.frozen_norms)
     while state.step < total and not state.stopped_early:
         _train_step(run)
         if state.step % config.log_every == 0 or state.step == total:
@@ -310,6 +320,22 @@ def _setup(config: TrainConfig, info: DistInfo) -> _Run:
     barrier()
 
     manifest = read_manifest(config.shard_root, config.dataset)
+    preset = preset_from_dict(manifest["preset"])
+    if config.preset and config.preset != preset.name:
+        raise ValueError(
+            f"{config.shard_root}/{config.dataset}: shards use preset {preset.name!r}, "
+            f"not {config.preset!r}"
+        )
+    model = _build_model(config, info, preset, amp=amp, channels_last=channels_last)
+    resuming = (checkpoints / CHECKPOINT).exists()
+    if config.init_from and not resuming:
+        init_model(model, config.init_from)
+        if info.is_main:
+            print(f"initialised from {config.init_from}", flush=True)
+    frozen_norms = _freeze(model, config, info)
+    optimiser = torch.optim.Adam(trainable_parameters(model), lr=config.lr)
+    state = _resume(model, optimiser, checkpoints / CHECKPOINT, config, info)
+    normalise = model.input_scaling == "peak"
     train_set = ShardDataset(
         config.shard_root,
         config.dataset,
@@ -323,16 +349,8 @@ def _setup(config: TrainConfig, info: DistInfo) -> _Run:
         augment=AugmentConfig(**config.augment),
         rank=info.rank,
         world_size=info.world_size,
+        normalise=normalise,
     )
-    preset = train_set.preset
-    if config.preset and config.preset != preset.name:
-        raise ValueError(
-            f"{config.shard_root}/{config.dataset}: shards use preset {preset.name!r}, "
-            f"not {config.preset!r}"
-        )
-    model = _build_model(config, info, preset, amp=amp, channels_last=channels_last)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    state = _resume(model, optimiser, checkpoints / CHECKPOINT, config, info)
 
     net: torch.nn.Module = model
     if info.world_size > 1:
@@ -352,7 +370,9 @@ def _setup(config: TrainConfig, info: DistInfo) -> _Run:
         # flow run this process holds server threads and locks that a forked child inherits
         # half-taken (the child then dies at start).
         loader_args["multiprocessing_context"] = LOADER_CONTEXT
-    val_split, val_loader = _validation_loader(config, info, manifest, per_rank, loader_args)
+    val_split, val_loader = _validation_loader(
+        config, info, manifest, per_rank, loader_args, normalise=normalise
+    )
     sink = MetricSink(config, info, state.step)
     return _Run(
         config=config,
@@ -363,6 +383,7 @@ def _setup(config: TrainConfig, info: DistInfo) -> _Run:
         manifest=manifest,
         model=model,
         net=net,
+        frozen_norms=frozen_norms,
         optimiser=optimiser,
         state=state,
         workers=workers,
@@ -374,7 +395,7 @@ def _setup(config: TrainConfig, info: DistInfo) -> _Run:
 
 
 def _build_model(
-    config: TrainConfig, info: DistInfo, preset: Any, *, amp: bool, channels_last: bool
+    config: TrainConfig, info: DistInfo, preset: STFTPreset, *, amp: bool, channels_last: bool
 ) -> SeparationModel:
     """The seeded model on this rank's device; then each rank's own dropout stream."""
     device = info.device
@@ -395,6 +416,19 @@ def _build_model(
             flush=True,
         )
     return model
+
+
+def _freeze(model: SeparationModel, config: TrainConfig, info: DistInfo) -> list[torch.nn.Module]:
+    """Apply ``config.freeze``; returns the batch norms to keep in eval mode."""
+    frozen_norms = freeze(model, config.freeze)
+    if config.freeze != "none" and info.is_main:
+        total = sum(p.numel() for p in model.parameters())
+        print(
+            f"freeze {config.freeze}: {model.parameter_count():,} of {total:,} parameters "
+            f"trained, {len(frozen_norms)} batch norms in eval mode",
+            flush=True,
+        )
+    return frozen_norms
 
 
 def _resume(
@@ -433,6 +467,8 @@ def _validation_loader(
     manifest: dict[str, Any],
     per_rank: int,
     loader_args: dict[str, Any],
+    *,
+    normalise: bool,
 ) -> tuple[str, DataLoader]:
     """The split validated on (``valid``, else ``train``) and its loader."""
     val_split = "valid" if manifest["counts"]["splits"].get("valid", {}).get("rows") else "train"
@@ -447,6 +483,7 @@ def _validation_loader(
         shuffle=False,
         rank=info.rank,
         world_size=info.world_size,
+        normalise=normalise,
     )
     val_workers = min(loader_args["num_workers"], max(0, len(val_set.groups()) // info.world_size))
     val_args = {**loader_args, "num_workers": val_workers}
@@ -579,7 +616,8 @@ def _finish(run: _Run) -> dict[str, Any]:
         "validation": state.best_metrics,
         "losses": state.losses,
         "validations": state.validations,
-        "parameters": run.model.parameter_count(),
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "trainable_parameters": run.model.parameter_count(),
         "model": run.model.spec(),
         "manifest": manifest_summary(run.manifest),
         "best_checkpoint": str(best if best.exists() else run.checkpoints / CHECKPOINT),
