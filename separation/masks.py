@@ -30,13 +30,15 @@ from vocalmine.core.stft import STFTPreset
 EPS = 1e-8
 
 
-def ratio_masks(source_masks: np.ndarray, eps: float = EPS) -> np.ndarray:
+def ratio_masks(source_masks: np.ndarray, exponent: int = 1, eps: float = EPS) -> np.ndarray:
     """Vocal ratio mask from the model's ``(2, ...)`` masks (vocals, accompaniment); eq. 1.1.
 
-    The accompaniment's ratio mask is ``1 - result`` (eq. 1.3). Where both masks are zero the
-    bin is split evenly.
+    ``exponent`` 2 is Spleeter's rule, ``m_v² / (m_v² + m_a²)``. The accompaniment's ratio mask
+    is ``1 - result`` (eq. 1.3). Where both masks are zero the bin is split evenly.
     """
     vocals, accompaniment = source_masks[0], source_masks[1]
+    if exponent != 1:
+        vocals, accompaniment = vocals**exponent, accompaniment**exponent
     return ((vocals + eps) / (vocals + accompaniment + 2 * eps)).astype(np.float32)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import norbert
 import numpy as np
 
-from vocalmine.separation.settings import GateSettings, PostProcessing
+from vocalmine.separation.settings import GateSettings, HighBand, PostProcessing
 
 
 def binarize(mask: np.ndarray, alpha: float) -> np.ndarray:
@@ -137,10 +137,12 @@ class HopEnergyMeter:
 
 def parse_variant(text: str) -> PostProcessing:
     """``"none"``, ``"binarize"``, ``"binarize=5"``, ``"gate"``, ``"gate=0.5"``, ``"wiener"``,
-    ``"wiener=2"`` or a ``+``-joined combination → settings (thesis defaults when no value)."""
+    ``"wiener=2"``, ``"zero-above"`` (Spleeter's rule: nothing above the model's band) or a
+    ``+``-joined combination → settings (thesis defaults when no value)."""
     alpha: float | None = None
     iterations = 0
     gate: GateSettings | None = None
+    high_band: HighBand = "full"
     for part in filter(None, (p.strip() for p in text.lower().split("+"))):
         name, _, value = part.partition("=")
         try:
@@ -152,10 +154,15 @@ def parse_variant(text: str) -> PostProcessing:
                 iterations = int(value) if value else 1
             elif name == "gate":
                 gate = GateSettings(threshold=float(value)) if value else GateSettings()
+            elif name == "zero-above" and not value:
+                high_band = "zero"
             else:
                 raise ValueError
         except ValueError:
             raise ValueError(
-                f"post-processing {part!r}: use none, binarize[=ALPHA], wiener[=N], gate[=B]"
+                f"post-processing {part!r}: use none, binarize[=ALPHA], wiener[=N], gate[=B], "
+                "zero-above"
             ) from None
-    return PostProcessing(binarize_alpha=alpha, wiener_iterations=iterations, gate=gate)
+    return PostProcessing(
+        binarize_alpha=alpha, wiener_iterations=iterations, gate=gate, high_band=high_band
+    )

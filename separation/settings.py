@@ -8,7 +8,7 @@ chunking is :mod:`.chunking`'s block and patch sizes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from vocalmine.core.stft import STFTPreset
@@ -25,13 +25,20 @@ class GateSettings:
     hop_s: float = 0.01
 
 
+#: What the vocal mask is above the model's highest bin: ``"full"`` is vocalmine's full-band
+#: rule (the band-level ratio of the model's top octave, see :mod:`.masks`); ``"zero"`` is
+#: Spleeter's (no vocals there, so the accompaniment keeps everything above the band).
+HighBand = Literal["full", "zero"]
+
+
 @dataclass(frozen=True)
 class PostProcessing:
-    """Which post-processing runs; the default is none (plain ratio masks)."""
+    """Which post-processing runs; the default is none (plain ratio masks, full-band rule)."""
 
     binarize_alpha: float | None = None
     wiener_iterations: int = 0
     gate: GateSettings | None = None
+    high_band: HighBand = "full"
 
     @property
     def label(self) -> str:
@@ -43,6 +50,8 @@ class PostProcessing:
             parts.append(f"wiener(it={self.wiener_iterations})")
         if self.gate is not None:
             parts.append(f"gate(b={self.gate.threshold:g},a={self.gate.min_silence_s:g}s)")
+        if self.high_band == "zero":
+            parts.append("zero-above")
         return "+".join(parts) or "none"
 
 

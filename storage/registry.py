@@ -37,6 +37,8 @@ CARD = "card.json"
 
 
 DEFAULT_MODEL = "vocalmine"
+#: The pretrained model ``vocalmine models import`` registers; the default until one is trained.
+PRETRAINED_DEFAULT = "spleeter-2stems"
 
 
 class RegistryError(LookupError):
@@ -183,9 +185,22 @@ class ModelRegistry:
         return state, record
 
     def resolve(self, spec: str | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """:meth:`load_weights` of ``NAME[:VERSION]`` (the default model's current for None)."""
+        """:meth:`load_weights` of ``NAME[:VERSION]`` (:meth:`default_name`'s current for None)."""
         name, version = parse_model_spec(spec)
-        return self.load_weights(name, version)
+        return self.load_weights(self.default_name() if spec is None else name, version)
+
+    def default_name(self) -> str:
+        """The model used when none is named: :data:`DEFAULT_MODEL` (what ``vocalmine train``
+        registers) once it has a version, else the imported :data:`PRETRAINED_DEFAULT`."""
+        with self.catalog.session() as session:
+            names = set(
+                session.scalars(
+                    select(ModelRecord.name).where(
+                        ModelRecord.name.in_([DEFAULT_MODEL, PRETRAINED_DEFAULT])
+                    )
+                )
+            )
+        return PRETRAINED_DEFAULT if names == {PRETRAINED_DEFAULT} else DEFAULT_MODEL
 
     def record_metrics(self, name: str, version: int, **entries: Any) -> None:
         """Merge ``entries`` into a version's ``metrics``; an ``evaluations`` entry is appended

@@ -19,7 +19,7 @@ from vocalmine.cli.common import defaults
 from vocalmine.cli.mine import explain_lines
 
 #: Every verb's words for ``--help``.
-HELP_WORDS = [[], *([v] for v in VERBS if v not in ("library", "config"))]
+HELP_WORDS = [[], *(v.split() for v in VERBS if v not in ("library", "config"))]
 HELP_WORDS += [["library", "build"], ["config", "show"]]
 HEAVY = ("torch", "prefect", "pyarrow", "pandas", "dask")
 

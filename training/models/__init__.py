@@ -1,4 +1,5 @@
-"""Separation models: the paper U-Net, the Spectrogram-Channels U-Net and the no-skip baseline."""
+"""Separation models: the paper U-Net, the Spectrogram-Channels U-Net, the no-skip baseline and
+Spleeter's 2-stems U-Net (the graph its pretrained weights need)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from vocalmine.training.config import MODEL_KINDS
 from vocalmine.training.models.base import SOURCES, SeparationModel
 from vocalmine.training.models.no_skip import NoSkipSeparator
 from vocalmine.training.models.spectrogram_channels import SpectrogramChannelsSeparator
+from vocalmine.training.models.spleeter import SpleeterSeparator
 from vocalmine.training.models.unet import UNet, UNetSeparator
 
-ModelKind = Literal["unet", "spectrogram-channels", "no-skip"]
+ModelKind = Literal["unet", "spectrogram-channels", "no-skip", "spleeter"]
 
 _CLASSES: dict[str, type[SeparationModel]] = {
     "unet": UNetSeparator,
     "spectrogram-channels": SpectrogramChannelsSeparator,
     "no-skip": NoSkipSeparator,
+    "spleeter": SpleeterSeparator,
 }
 
 
@@ -55,6 +58,7 @@ __all__ = [
     "UNetSeparator",
     "NoSkipSeparator",
     "SpectrogramChannelsSeparator",
+    "SpleeterSeparator",
     "build_model",
     "model_from_spec",
 ]

@@ -20,6 +20,11 @@ class SeparationModel(nn.Module):
     """Base class: a mask estimator for :data:`SOURCES` on one STFT preset."""
 
     sources: tuple[str, ...] = SOURCES
+    #: What the model reads: ``"peak"`` = each patch divided by its maximum (the paper), or
+    #: ``"raw"`` magnitudes (Spleeter's networks).
+    input_scaling: str = "peak"
+    #: Exponent of the ratio mask built from the two sources' masks (1, or Spleeter's 2).
+    mask_exponent: int = 1
 
     def __init__(self, *, kind: str, preset: STFTPreset, width: int, dropout: float) -> None:
         super().__init__()
