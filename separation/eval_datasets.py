@@ -13,6 +13,7 @@ import random
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,21 @@ class EvalTrack:
     sample_rate: int
     note: str = ""
 
+    def load(self) -> EvalTrack:
+        """The track itself (a decoded track is its own :class:`LazyTrack`)."""
+        return self
+
+
+@dataclass(frozen=True)
+class LazyTrack:
+    """A track's name, known without decoding its audio; ``load()`` decodes it.
+
+    An evaluation that resumes looks a track up by name and decodes only the ones it still has
+    to score."""
+
+    name: str
+    load: Callable[[], EvalTrack]
+
 
 #: A system under evaluation: one track in, an estimate per source out.
 System = Callable[[EvalTrack], dict[str, np.ndarray]]
@@ -56,13 +72,20 @@ def decode_stream_pcm16(path: Path, stream: int) -> tuple[np.ndarray, int]:
     return ffmpeg_decode(path, channels, stream=stream, pcm="s16le").T, rate
 
 
-def musdb_tracks(root: str | Path, limit: int | None = None) -> Iterator[EvalTrack]:
-    """Tracks of a musdb-format folder of ``*.stem.mp4`` (accompaniment = drums + bass + other)."""
+def musdb_entries(root: str | Path, limit: int | None = None) -> list[LazyTrack]:
+    """The tracks of a musdb-format folder of ``*.stem.mp4``, by name, not yet decoded."""
     files = sorted(Path(root).glob("*.stem.mp4"))
     if not files:
         raise FileNotFoundError(f"{root}: no *.stem.mp4 files (expected a musdb-format folder)")
-    for path in files[:limit]:
-        yield load_musdb_track(path)
+    return [
+        LazyTrack(path.name.removesuffix(".stem.mp4"), partial(load_musdb_track, path))
+        for path in files[:limit]
+    ]
+
+
+def musdb_tracks(root: str | Path, limit: int | None = None) -> Iterator[EvalTrack]:
+    """Tracks of a musdb-format folder of ``*.stem.mp4`` (accompaniment = drums + bass + other)."""
+    return (entry.load() for entry in musdb_entries(root, limit))
 
 
 def load_musdb_track(path: str | Path) -> EvalTrack:
@@ -96,38 +119,44 @@ def track_quirks(mixture: np.ndarray, vocals: np.ndarray, accompaniment: np.ndar
     return "; ".join(notes)
 
 
-def mir1k_tracks(root: str | Path, count: int | None = 100, seed: int = 0) -> Iterator[EvalTrack]:
-    """MIR-1K clips (left = accompaniment, right = vocals), mono mixture = left + right.
-
-    ``count`` clips drawn with ``random.Random(seed)``, as in shared/data/README.md.
-    """
+def mir1k_entries(root: str | Path, count: int | None = 100, seed: int = 0) -> list[LazyTrack]:
+    """MIR-1K clips by name, not yet read: ``count`` drawn with ``random.Random(seed)``, as in
+    shared/data/README.md."""
     files = sorted(Path(root).glob("*.flac"))
     if not files:
         raise FileNotFoundError(f"{root}: no MIR-1K .flac clips")
     if count is not None and count < len(files):
         files = sorted(random.Random(seed).sample(files, count))
-    for path in files:
-        audio, rate = sf.read(path, dtype="int16", always_2d=True)
-        clip = audio.T.astype(np.float32) / 32768.0
-        left, right = clip[:1], clip[1:2]
-        yield EvalTrack(
-            name=path.stem,
-            mixture=left + right,
-            references={"vocals": right, "accompaniment": left},
-            sample_rate=rate,
-        )
+    return [LazyTrack(path.stem, partial(load_mir1k_clip, path)) for path in files]
 
 
-def manifest_tracks(
+def mir1k_tracks(root: str | Path, count: int | None = 100, seed: int = 0) -> Iterator[EvalTrack]:
+    """MIR-1K clips (left = accompaniment, right = vocals), mono mixture = left + right."""
+    return (entry.load() for entry in mir1k_entries(root, count, seed))
+
+
+def load_mir1k_clip(path: Path) -> EvalTrack:
+    """One MIR-1K clip read as 16-bit PCM: left = accompaniment, right = vocals."""
+    audio, rate = sf.read(path, dtype="int16", always_2d=True)
+    clip = audio.T.astype(np.float32) / 32768.0
+    left, right = clip[:1], clip[1:2]
+    return EvalTrack(
+        name=path.stem,
+        mixture=left + right,
+        references={"vocals": right, "accompaniment": left},
+        sample_rate=rate,
+    )
+
+
+def manifest_entries(
     manifest: str | Path, limit: int | None = None, library: str | Path | None = None
-) -> Iterator[EvalTrack]:
+) -> list[LazyTrack]:
     """Songs of a test library's answer key (``vocalmine.testlib.builder``, schema 1 or 2: 2 adds
-    decoys, the songs are the same).
+    decoys, the songs are the same), by name, not yet decoded.
 
-    Every song with an original file and true stems is a track. Stems are on the original's
-    timeline and rate, and a decoded MP3 original starts ``codec_delay_samples`` late, so that
-    many samples are dropped before comparing. Library paths are relative to ``library``
-    (default: the manifest folder's name without ``.truth``), stem paths to the manifest folder.
+    Every song with an original file and true stems is a track. Library paths are relative to
+    ``library`` (default: the manifest folder's name without ``.truth``), stem paths to the
+    manifest folder.
     """
     path = Path(manifest)
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -136,25 +165,47 @@ def manifest_tracks(
     truth = path.parent
     root = Path(library) if library else truth.with_name(truth.name.removesuffix(".truth"))
     songs = [s for s in data["songs"] if s.get("original") and s.get("stems")]
-    for song in songs[:limit]:
-        original = song["original"]
-        mixture, rate = load_audio(root / original["path"])
-        vocals, _ = load_audio(truth / song["stems"]["vocals"], sr=rate)
-        accompaniment, _ = load_audio(truth / song["stems"]["accompaniment"], sr=rate)
-        delay = int(original.get("codec_delay_samples") or 0)
-        n = min(vocals.shape[1], accompaniment.shape[1], mixture.shape[1] - delay)
-        channels = mixture.shape[0]
-        lossy = original.get("codec") == "mp3"
-        yield EvalTrack(
-            name=f"{song['id']} {song['artist']} - {song['title']}",
-            mixture=mixture[:, delay : delay + n],
-            references={
-                "vocals": _channels(vocals[:, :n], channels),
-                "accompaniment": _channels(accompaniment[:, :n], channels),
-            },
-            sample_rate=rate,
-            note=f"original is {original['bitrate_kbps']} kbps MP3" if lossy else "",
-        )
+    return [
+        LazyTrack(_song_name(song), partial(load_library_song, song, root, truth))
+        for song in songs[:limit]
+    ]
+
+
+def manifest_tracks(
+    manifest: str | Path, limit: int | None = None, library: str | Path | None = None
+) -> Iterator[EvalTrack]:
+    """The songs of :func:`manifest_entries`, decoded one at a time."""
+    return (entry.load() for entry in manifest_entries(manifest, limit, library))
+
+
+def _song_name(song: dict) -> str:
+    return f"{song['id']} {song['artist']} - {song['title']}"
+
+
+def load_library_song(song: dict, root: Path, truth: Path) -> EvalTrack:
+    """One answer-key song: its original (under ``root``) and true stems (under ``truth``).
+
+    Stems are on the original's timeline and rate, and a decoded MP3 original starts
+    ``codec_delay_samples`` late, so that many samples are dropped before comparing.
+    """
+    original = song["original"]
+    mixture, rate = load_audio(root / original["path"])
+    vocals, _ = load_audio(truth / song["stems"]["vocals"], sr=rate)
+    accompaniment, _ = load_audio(truth / song["stems"]["accompaniment"], sr=rate)
+    delay = int(original.get("codec_delay_samples") or 0)
+    n = min(vocals.shape[1], accompaniment.shape[1], mixture.shape[1] - delay)
+    channels = mixture.shape[0]
+    lossy = original.get("codec") == "mp3"
+    return EvalTrack(
+        name=_song_name(song),
+        mixture=mixture[:, delay : delay + n],
+        references={
+            "vocals": _channels(vocals[:, :n], channels),
+            "accompaniment": _channels(accompaniment[:, :n], channels),
+        },
+        sample_rate=rate,
+        note=f"original is {original['bitrate_kbps']} kbps MP3" if lossy else "",
+    )
 
 
 def _channels(audio: np.ndarray, channels: int) -> np.ndarray:
@@ -175,11 +226,19 @@ def default_dataset() -> Path | None:
 
 @dataclass
 class Dataset:
-    """Tracks to score, a label for reports, and how their audio was decoded."""
+    """Tracks to score (by name, decoded on demand), a label for reports, how their audio was
+    decoded, and ``key``: what identifies the dataset's audio (its kind and resolved path), so
+    stored scores are reused only for the same files."""
 
     label: str
-    tracks: Iterator[EvalTrack]
+    entries: list[LazyTrack]
     decoding: str
+    key: str
+
+    @property
+    def tracks(self) -> Iterator[EvalTrack]:
+        """The tracks, decoded one at a time."""
+        return (entry.load() for entry in self.entries)
 
 
 def recognise_dataset(path: str | Path) -> tuple[str, Path]:
@@ -206,10 +265,12 @@ def open_dataset(path: str | Path, limit: int | None = None) -> Dataset:
     test library's answer key (its ``manifest.json``, the ``.truth`` folder holding it, or the
     library folder beside that)."""
     kind, root = recognise_dataset(path)
+    key = f"{kind}:{root.resolve()}"
     if kind == "library":
         name = root.parent.name.removesuffix(".truth")
-        return Dataset(f"library:{name}", manifest_tracks(root, limit), LIBRARY_DECODING)
+        return Dataset(f"library:{name}", manifest_entries(root, limit), LIBRARY_DECODING, key)
     if kind == "musdb":
         label = f"musdb:{root.parent.name}/{root.name}"
-        return Dataset(label, musdb_tracks(root, limit), DECODING)
-    return Dataset(f"mir1k:{root.name}", mir1k_tracks(root, count=limit or 100), MIR1K_DECODING)
+        return Dataset(label, musdb_entries(root, limit), DECODING, key)
+    entries = mir1k_entries(root, count=limit or 100)
+    return Dataset(f"mir1k:{root.name}", entries, MIR1K_DECODING, key)

@@ -1,8 +1,11 @@
 """Baseline systems for an evaluation: SiSEC's MIX lower bound, the IRM oracle upper bound
-(Prétet 2018 §4.1), and a trained separator wrapped as a system."""
+(Prétet 2018 §4.1), and a trained separator wrapped as a system, with what identifies each
+(:class:`separation.scoring.ScoreStore` reuses stored scores only for the same identity)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import numpy as np
@@ -10,7 +13,7 @@ import torch
 
 from vocalmine.separation.eval_datasets import EvalTrack, System
 from vocalmine.separation.masks import istft, stft
-from vocalmine.training.models.base import SOURCES
+from vocalmine.training.models.base import SOURCES, SeparationModel
 
 
 def mix_baseline(track: EvalTrack) -> dict[str, np.ndarray]:
@@ -42,6 +45,22 @@ def separator_system(separator: Any) -> System:
         return separator.separate_array(track.mixture, track.sample_rate)
 
     return separate
+
+
+def separator_identity(separator: Any) -> str:
+    """What decides a separator's output: its model's spec and weights (hashed), its
+    post-processing and chunking settings."""
+    return f"model {model_fingerprint(separator.model)}; {separator.post!r}; {separator.chunks!r}"
+
+
+def model_fingerprint(model: SeparationModel) -> str:
+    """SHA-256 of a model's spec and weights: equal exactly when the model computes the same."""
+    digest = hashlib.sha256(json.dumps(model.spec(), sort_keys=True, default=str).encode())
+    for name, tensor in model.state_dict().items():
+        data = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name} {data.dtype} {tuple(tensor.shape)}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def baseline_systems(

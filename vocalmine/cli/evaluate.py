@@ -1,4 +1,10 @@
-"""``vocalmine evaluate``: museval scores of a model beside the MIX and IRM1 baselines."""
+"""``vocalmine evaluate``: museval scores of a model beside the MIX and IRM1 baselines.
+
+Scores are kept in the results folder as each track is scored; SIGTERM or Ctrl-C ends the
+command within seconds (exit code 143 or 130, with the one line :func:`vocalmine.cli.app.main`
+prints), and the same command run again resumes from there: the default folder is the same for
+the same dataset, model and variants (:func:`flows.evaluate.default_out_dir`).
+"""
 
 from __future__ import annotations
 
@@ -25,10 +31,20 @@ def evaluate_command(
     ] = None,
     variants: Annotated[
         str,
-        typer.Option("--post", help="comma-separated: none, binarize[=A], gate[=B], wiener[=N]"),
+        typer.Option(
+            "--post",
+            help="comma-separated: none, binarize[=A], gate[=B], wiener[=N], zero-above "
+            "(Spleeter's rule: no vocals above the model's band); + combines",
+        ),
     ] = "none",
     out_dir: Annotated[
-        Path | None, typer.Option("--out", "-o", help="results folder (default: data dir)")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="results folder; scores already in it are reused (default: one per dataset, "
+            "model and variants under the data dir)",
+        ),
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="first N tracks only")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
@@ -55,7 +71,9 @@ def evaluate_command(
 ) -> None:
     """Score separations with museval (BSSEval v4, 1 s frames) beside the MIX and IRM1 oracles.
 
-    Without --model only the baselines are scored (a check of the evaluation pipeline).
+    Without --model only the baselines are scored (a check of the evaluation pipeline). Each
+    track's scores are saved as it is scored: run the same command again (same --out) after an
+    interruption and it resumes where it stopped.
     """
     from vocalmine.flows.evaluate import evaluate
     from vocalmine.separation.eval_datasets import recognise_dataset
