@@ -22,18 +22,23 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from vocalmine.core.settings import get_settings
+from vocalmine.core.stft import preset_from_dict, preset_to_dict
 from vocalmine.flows.artifacts import publish_curves, publish_table
 from vocalmine.flows.runtime import flow_run_id
 from vocalmine.storage.catalog import open_catalog
-from vocalmine.storage.registry import ModelRegistry, record_training_metrics
+from vocalmine.storage.registry import ModelRegistry, open_registry, record_training_metrics
 from vocalmine.storage.shard_schema import ShardError, read_manifest, resolve_dataset
+from vocalmine.training.finetune import save_init_weights
 from vocalmine.training.launch import default_nproc, launch
-from vocalmine.training.registered import trained_model
+from vocalmine.training.models import SeparationModel
+from vocalmine.training.registered import load_registered_model, trained_model
 from vocalmine.training.runs import already_registered, registration_metrics, resumed_config
 from vocalmine.training.trainer import RESULT, TrainConfig, read_metrics
 
 #: The flow's marker of the version a run registered (beside the checkpoints).
 REGISTERED = "registered.json"
+#: The weights a run started from (``--init``), in the run folder.
+INIT_WEIGHTS = "init.pt"
 
 
 def _run_id() -> str:
@@ -96,14 +101,22 @@ def train(
 ) -> dict[str, Any]:
     """Train ``model`` on the shards, register the best version and publish its curves.
 
-    ``options`` are further :class:`TrainConfig` fields (width, lr, batch_size, max_steps, ...)
-    and ``promote`` (make the registered version current).
+    ``options`` are further :class:`TrainConfig` fields (width, lr, batch_size, max_steps,
+    freeze, ...), ``promote`` (make the registered version current) and ``init`` (a registered
+    ``NAME[:VERSION]`` to start from: its kind, width and weights; the shards must have its
+    geometry).
     """
     logger = get_run_logger()
     options = dict(options or {})
     promote = bool(options.pop("promote", False))
     options.pop("register", None)
+    init = options.pop("init", None)
     settings = get_settings(config_file, data_dir=data_dir, catalog_url=catalog_url)
+    start = None
+    if init:
+        start = initial_model(init, settings.model_root, settings.catalog_url)
+        model = start.kind
+        options.update(width=start.width)
     config = build_config(
         shards=shards,
         dataset=dataset,
@@ -122,6 +135,10 @@ def train(
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "config.json"
     if not (folder / "checkpoints" / "last.pt").exists():
+        if start is not None:
+            check_geometry(start, config)
+            config.init_from = str(save_init_weights(folder / INIT_WEIGHTS, start))
+            logger.info("starting from %s (%s, width %d)", init, start.kind, start.width)
         config_path.write_text(json.dumps(config.to_dict(), indent=1))
     else:
         logger.info("resuming the run in %s", folder)
@@ -159,6 +176,26 @@ def train(
     )
     _publish(result)
     return result
+
+
+def initial_model(spec: str, model_root: str, catalog_url: str) -> SeparationModel:
+    """The registered model ``NAME[:VERSION]`` a fine-tuning run starts from."""
+    with open_registry(model_root, catalog_url) as registry:
+        model, _ = load_registered_model(registry, spec)
+    return model
+
+
+def check_geometry(model: SeparationModel, config: TrainConfig) -> None:
+    """Fail in one line when the shards were mined with another STFT geometry than ``model``'s
+    (a model reads patches of its own rate, transform and size only)."""
+    manifest = read_manifest(config.shard_root, config.dataset)
+    shards = preset_from_dict(manifest["preset"])
+    if preset_to_dict(shards) | {"name": ""} != preset_to_dict(model.preset) | {"name": ""}:
+        raise ShardError(
+            f"{config.shard_root}/{config.dataset}: shards use preset {shards.name!r}, the "
+            f"--init model {model.preset.name!r}; mine with VOCALMINE_STFT_PRESET="
+            f"{model.preset.name} (or stft_preset in the config) first"
+        )
 
 
 def record_run(

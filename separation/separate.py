@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
+import tempfile
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vocalmine.core.audio import AUDIO_SUFFIXES, resample
+from vocalmine.core.atomic import FolderClaim, RunFolder, publish_folder
+from vocalmine.core.audio import AUDIO_SUFFIXES, file_problem, resample
 from vocalmine.core.stft import stft as model_stft
 from vocalmine.core.stft import to_preset_channels
 from vocalmine.separation.chunking import (
@@ -36,6 +39,7 @@ from vocalmine.separation.chunking import (
 )
 from vocalmine.separation.masks import (
     FULL_BAND_WINDOW,
+    FullBandMask,
     full_resolution,
     high_band_mask,
     istft,
@@ -97,8 +101,9 @@ class Separator:
         patch = self.preset.patch_frames
         starts = patch_starts(frames, patch, self.chunks.patch_overlap)
         patches = split_patches(magnitude, patch, starts)
-        peak = patches.reshape(len(starts), -1).max(axis=1)
-        patches = patches / np.maximum(peak, 1e-8)[:, None, None, None]
+        if self.model.input_scaling == "peak":
+            peak = patches.reshape(len(starts), -1).max(axis=1)
+            patches = patches / np.maximum(peak, 1e-8)[:, None, None, None]
         outputs = []
         with torch.inference_mode():
             for i in range(0, len(patches), self.batch_size):
@@ -113,8 +118,11 @@ class Separator:
         with warnings.catch_warnings():  # blocks shorter than n_fft are fine, zero padded
             warnings.simplefilter("ignore", UserWarning)
             magnitude = np.abs(model_stft(model_in, preset)[:, : preset.bins])
-        mask = ratio_masks(self.model_masks(magnitude))
-        high = high_band_mask(mask, magnitude)
+        mask = ratio_masks(self.model_masks(magnitude), self.model.mask_exponent)
+        if self.post.high_band == "zero":
+            high = np.zeros_like(mask[:, :1])
+        else:
+            high = high_band_mask(mask, magnitude)
         if self.post.binarize_alpha is not None:
             mask = binarize(mask, self.post.binarize_alpha)
             high = binarize(high, self.post.binarize_alpha)
@@ -122,7 +130,11 @@ class Separator:
         return match_channels(mask, channels), match_channels(high, channels)
 
     def vocals_block(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        """Vocal estimate ``(C, N)`` of one block of ``(C, N)`` audio at its own rate."""
+        """Vocal estimate ``(C, N)`` of one block of ``(C, N)`` audio at its own rate.
+
+        With Spleeter's ``zero`` rule above the model's band, the mixture's part above the
+        band follows as ``C`` more rows, ``(2C, N)``: it belongs to neither stem, and stacking
+        it with the vocals cross-fades both alike (:func:`_split`)."""
         mask, high = self.vocal_mask(audio, sample_rate)
         n_fft, hop = full_resolution(sample_rate)
         signal = torch.from_numpy(np.ascontiguousarray(audio)).to(self.device)
@@ -136,12 +148,20 @@ class Separator:
             1 + audio.shape[-1] // hop,  # frames of the centred STFT
         )
         if not self.post.wiener_iterations:
-            return masked_istft(signal, full_mask, n_fft, hop, FULL_BAND_WINDOW).cpu().numpy()
-        spec = stft(signal, n_fft, hop, FULL_BAND_WINDOW)
-        dense = full_mask.dense().cpu().numpy()
-        filtered = wiener(spec.cpu().numpy(), dense, self.post.wiener_iterations)
-        vocal_spec = torch.from_numpy(filtered).to(self.device)
-        return istft(vocal_spec, n_fft, hop, audio.shape[-1], FULL_BAND_WINDOW).cpu().numpy()
+            vocals = masked_istft(signal, full_mask, n_fft, hop, FULL_BAND_WINDOW)
+        else:
+            spec = stft(signal, n_fft, hop, FULL_BAND_WINDOW)
+            dense = full_mask.dense().cpu().numpy()
+            filtered = wiener(spec.cpu().numpy(), dense, self.post.wiener_iterations)
+            vocal_spec = torch.from_numpy(filtered).to(self.device)
+            vocals = istft(vocal_spec, n_fft, hop, audio.shape[-1], FULL_BAND_WINDOW)
+        if self.post.high_band != "zero":
+            return vocals.cpu().numpy()
+        above = FullBandMask(
+            torch.zeros_like(full_mask.low), torch.ones_like(full_mask.high), full_mask.bins
+        )
+        dropped = masked_istft(signal, above, n_fft, hop, FULL_BAND_WINDOW)
+        return torch.cat([vocals, dropped]).cpu().numpy()
 
     def stream(
         self, pieces: Iterable[np.ndarray], channels: int, sample_rate: int
@@ -155,8 +175,7 @@ class Separator:
         blocks = overlapping_blocks(pieces, channels, size, overlap)
         if self.workers == 1:
             for block, last in blocks:
-                vocals = fader.push(self.vocals_block(block, sample_rate), last)
-                yield block[:, : vocals.shape[1]], vocals
+                yield _split(block, fader.push(self.vocals_block(block, sample_rate), last))
             return
         with single_threaded_pool(self.workers) as pool:
             pending: deque[tuple[np.ndarray, bool, Future[np.ndarray]]] = deque()
@@ -172,10 +191,11 @@ class Separator:
         data = np.atleast_2d(np.asarray(audio, dtype=np.float32))
         size, _ = self.chunks.block_samples(sample_rate, self.preset)
         parts = list(self.stream(array_pieces(data, size), data.shape[0], sample_rate))
+        mix = np.concatenate([m for m, _ in parts], axis=1)
         vocals = np.concatenate([v for _, v in parts], axis=1)
         if self.post.gate is not None:
             vocals = apply_gate(vocals, self.post.gate, sample_rate)
-        stems = {"vocals": vocals, "accompaniment": data - vocals}
+        stems = {"vocals": vocals, "accompaniment": mix - vocals}
         return {k: v.reshape(np.shape(audio)) for k, v in stems.items()}
 
     def separate_file(
@@ -187,46 +207,64 @@ class Separator:
         fmt: str = "wav",
         overwrite: bool = False,
         progress: Progress | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
     ) -> dict[str, Path]:
         """Separate one file into ``out_dir/<stem>.<fmt>``, streaming; returns the stem paths.
 
-        Raises :class:`vocalmine.core.audio.AudioError` for unreadable input and
-        :class:`OutputExistsError` when a stem exists and ``overwrite`` is false. Nothing is
-        left under a final name unless the whole file succeeded.
+        ``out_dir`` is claimed for the call (:class:`~vocalmine.core.atomic.FolderClaim`: a
+        second run on it fails at once); partial and staged files live in ``work_dir`` (the
+        caller's :class:`~vocalmine.core.atomic.RunFolder`; by default one of this call's
+        beside ``out_dir``), and the stems are published together, all or none. Raises
+        :class:`vocalmine.core.audio.AudioError` for unreadable input,
+        :class:`OutputExistsError` when a stem exists and ``overwrite`` is false, and
+        :class:`~vocalmine.core.atomic.FolderBusyError` when another run holds ``out_dir``.
+        A failure leaves no file and no output folder that was not there before.
         """
         source = Path(path)
-        targets = {s: Path(out_dir) / f"{s}.{fmt}" for s in stems}
-        existing = [p for p in targets.values() if p.exists()]
-        if existing and not overwrite:
-            raise OutputExistsError(source, existing)
-        with AudioStream(source) as stream:
-            rate, channels = stream.sample_rate, stream.channels
-            writers: list[StemWriter] = []
-            try:
-                expected = stream.frames or int(stream.duration_s * rate) + rate
-                final = {
-                    s: StemWriter(targets[s], rate, channels, expected_frames=expected)
-                    for s in stems
-                }
-                writers += final.values()
-                size, _ = self.chunks.block_samples(rate, self.preset)
-                chunks = self.stream(stream.blocks(size), channels, rate)
-                if self.post.gate is None:
-                    behind = WriteBehind()
-                    try:
-                        for mix, vocals in chunks:
-                            behind.put(_write, final, mix, vocals)
-                            if progress:
-                                progress(mix.shape[1] / rate)
-                    finally:
-                        behind.close()
-                else:
-                    self._gated(chunks, final, Path(out_dir), rate, channels, writers, progress)
-            except BaseException:
-                for writer in writers:
-                    writer.abort()
-                raise
-            return {s: w.commit() for s, w in final.items()}
+        out = Path(out_dir)
+        names = {s: f"{s}.{fmt}" for s in stems}
+        with ExitStack() as cleanup:
+            if work_dir is None:
+                work_dir = cleanup.enter_context(RunFolder(out.parent)).path
+            claim = cleanup.enter_context(FolderClaim(out))
+            existing = [out / n for n in names.values() if (out / n).exists()]
+            if existing and not overwrite:
+                raise OutputExistsError(source, existing)
+            staging = Path(tempfile.mkdtemp(prefix="song-", dir=work_dir))
+            cleanup.callback(shutil.rmtree, staging, ignore_errors=True)
+            with AudioStream(source) as stream:
+                rate, channels = stream.sample_rate, stream.channels
+                writers: list[StemWriter] = []
+                try:
+                    expected = stream.frames or int(stream.duration_s * rate) + rate
+                    final = {
+                        s: StemWriter(staging / n, rate, channels, expected_frames=expected)
+                        for s, n in names.items()
+                    }
+                    writers += final.values()
+                    size, _ = self.chunks.block_samples(rate, self.preset)
+                    chunks = self.stream(stream.blocks(size), channels, rate)
+                    if self.post.gate is None:
+                        behind = WriteBehind()
+                        try:
+                            for mix, vocals in chunks:
+                                behind.put(_write, final, mix, vocals)
+                                if progress:
+                                    progress(mix.shape[1] / rate)
+                        finally:
+                            behind.close()
+                    else:
+                        self._gated(chunks, final, staging, rate, channels, writers, progress)
+                    for writer in final.values():
+                        writer.commit()
+                except BaseException:
+                    for writer in writers:
+                        writer.abort()
+                    raise
+            _warn_if_clipped(source, final)
+            published = publish_folder(staging, out, list(names.values()))
+            claim.release()
+            return {s: published[n] for s, n in names.items()}
 
     def _gated(
         self,
@@ -238,12 +276,13 @@ class Separator:
         writers: list[StemWriter],
         progress: Progress | None,
     ) -> None:
-        """Two passes: ungated stems to float WAV staging files, then the gain applied."""
+        """Two passes: ungated stems to float WAV staging files in ``out_dir`` (the song's
+        staging folder inside the run folder), then the gain applied."""
         assert self.post.gate is not None
         hop = gate_hop(self.post.gate, rate)
         meter = HopEnergyMeter(hop)
         staged = {
-            s: StemWriter(out_dir / f".{s}.staged.wav", rate, channels, subtype="FLOAT")
+            s: StemWriter(out_dir / f".vm-{s}.staged.wav", rate, channels, subtype="FLOAT")
             for s in SOURCES
         }
         writers += staged.values()
@@ -311,8 +350,18 @@ def single_threaded_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
 def _cross_fade(
     fader: CrossFader, block: np.ndarray, last: bool, vocals: Future[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    final = fader.push(vocals.result(), last)
-    return block[:, : final.shape[1]], final
+    return _split(block, fader.push(vocals.result(), last))
+
+
+def _split(block: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mixture, vocals)`` of a block from :meth:`Separator.vocals_block`'s cross-faded output:
+    with the ``zero`` rule the mixture loses its part above the model's band (both stems do,
+    as in Spleeter), so the accompaniment, mixture minus vocals, has none either."""
+    channels = block.shape[0]
+    mix = block[:, : out.shape[1]]
+    if out.shape[0] > channels:
+        mix = mix - out[channels:]
+    return mix, out[:channels]
 
 
 def _write(writers: dict[str, StemWriter], mix: np.ndarray, vocals: np.ndarray) -> None:
@@ -322,6 +371,25 @@ def _write(writers: dict[str, StemWriter], mix: np.ndarray, vocals: np.ndarray) 
             writers["vocals"].write(part)
         if "accompaniment" in writers:
             writers["accompaniment"].write(mix[:, start : start + WRITE_FRAMES] - part)
+
+
+class ClippingWarning(UserWarning):
+    """A stem exceeds full scale and the output format clips it: the stems no longer sum to
+    the input. ``str()`` is one line naming the input and what to do."""
+
+
+def _warn_if_clipped(source: Path, writers: dict[str, StemWriter]) -> None:
+    clipped = {s: w.peak for s, w in writers.items() if w.clips and w.peak > 1.0}
+    if clipped:
+        stem, peak = max(clipped.items(), key=lambda item: item[1])
+        fmt = writers[stem].format.upper()
+        warnings.warn(
+            ClippingWarning(
+                f"{source}: the {stem} stem peaks at {peak:.2f} (above full scale) and {fmt} "
+                "clips it, so the stems no longer sum to the input; use -f wav (32-bit float)"
+            ),
+            stacklevel=3,
+        )
 
 
 def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[str]]:
@@ -341,6 +409,10 @@ def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[str]]:
                 errors.append(f"{argument}: folder has no audio files")
             files += found
         elif path.exists() or path.is_symlink():
+            problem = file_problem(path)
+            if problem is not None and problem != "zero-length file":
+                errors.append(f"{argument}: {problem}")
+                continue
             files.append(path)
         elif glob.has_magic(argument):
             matches = sorted(Path(p) for p in glob.glob(argument, recursive=True))

@@ -227,6 +227,16 @@ def undecodable(path: Path) -> str | None:
         return f"{path}: {exc.strerror or exc}"
 
 
+NO_MODEL_HINT = (
+    "run `vocalmine models import spleeter-2stems` for the pretrained model, "
+    "or train one with `vocalmine train`"
+)
+
+
+def _named(spec: str | None) -> str:
+    return f"--model {spec}: " if spec else ""
+
+
 def load_model(spec: str | None, model_root: str, catalog_url: str) -> tuple:
     """The registered model ``spec`` and its record; one-line failures that never create a
     catalog, and an unknown name lists the registered models."""
@@ -246,14 +256,13 @@ def load_model(spec: str | None, model_root: str, catalog_url: str) -> tuple:
     catalog = existing_catalog(catalog_url)
     if catalog is None:
         where = sqlite_file(catalog_url) or catalog_url
-        fail(
-            f"--model {spec or name}: no model registered (no catalog at {where}); "
-            "run `vocalmine train` first"
-        )
+        fail(f"{_named(spec)}no model registered (no catalog at {where}); {NO_MODEL_HINT}")
     try:  # one catalog connection checks the name and loads the weights
         known = registered_models(model_root, catalog)
         if not known:
-            fail(f"--model {spec or name}: no model registered; train one with `vocalmine train`")
+            fail(f"{_named(spec)}no model registered in {model_root}; {NO_MODEL_HINT}")
+        if spec is None:
+            name = ModelRegistry(model_root, catalog).default_name()
         if not any(r["name"] == name and version in (None, r["version"]) for r in known):
             which = f"{name} v{version}" if version is not None else name
             listed = model_names(known)
@@ -273,7 +282,13 @@ def run_batch(
     fmt: str,
     overwrite: bool,
 ) -> int:
-    """Separate ``files`` one after the other; returns how many failed."""
+    """Separate ``files`` one after the other; returns how many failed.
+
+    Partial files live in one :class:`~vocalmine.core.atomic.RunFolder` under ``output``
+    (removed however the run ends; a killed run's is removed by the next one).
+    """
+    import warnings
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -283,19 +298,27 @@ def run_batch(
         TimeRemainingColumn,
     )
 
+    from vocalmine.core.atomic import RunFolder
     from vocalmine.core.audio import AudioError, probe
-    from vocalmine.separation.separate import OutputExistsError, output_dir_for
+    from vocalmine.separation.separate import ClippingWarning, OutputExistsError, output_dir_for
 
     failed = 0
     used: dict[Path, Path] = {}
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as bar:
+    try:
+        run = RunFolder(output)
+    except OSError as exc:
+        fail(os_error_line(output, exc))
+    with (
+        run,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as bar,
+    ):
         overall = bar.add_task("files", total=len(files))
         for path in files:
             target = output_dir_for(path, output)
@@ -307,26 +330,36 @@ def run_batch(
             used[target] = path
             try:
                 duration = probe(path).duration_s
-            except AudioError:
+            except (AudioError, OSError):
                 duration = None
             task = bar.add_task(path.name, total=duration)
             try:
-                written = separator.separate_file(
-                    path,
-                    target,
-                    stems=stems,
-                    fmt=fmt,
-                    overwrite=overwrite,
-                    progress=lambda seconds, task=task: bar.advance(task, seconds),
-                )
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", ClippingWarning)
+                    written = separator.separate_file(
+                        path,
+                        target,
+                        stems=stems,
+                        fmt=fmt,
+                        overwrite=overwrite,
+                        progress=lambda seconds, task=task: bar.advance(task, seconds),
+                        work_dir=run.path,
+                    )
                 bar.update(task, completed=duration or 0, total=duration)
                 console.print(
                     escape(f"{path} → {', '.join(str(p) for p in written.values())}"),
                     highlight=False,
                 )
+                for warning in caught:
+                    if issubclass(warning.category, ClippingWarning):
+                        text = escape(one_line(warning.message))
+                        console.print(f"[yellow]warning:[/yellow] {text}")
             except OutputExistsError as exc:
                 console.print(f"[yellow]skip:[/yellow] {escape(one_line(exc))}")
-            except (AudioError, ValueError, RuntimeError, OSError) as exc:
+            except OSError as exc:
+                error(_one_line(os_error_line(path, exc), path))
+                failed += 1
+            except (AudioError, ValueError, RuntimeError) as exc:
                 error(_one_line(exc, path))
                 failed += 1
             finally:
@@ -335,6 +368,17 @@ def run_batch(
     return failed
 
 
-def _one_line(exc: Exception, path: Path) -> str:
+def os_error_line(path: Path, exc: OSError) -> str:
+    """``FILE: cause`` in words: the file the system names (else ``path``) and its reason, with
+    ENOSPC said as "disk full"."""
+    import errno
+
+    if exc.strerror is None:
+        return one_line(exc)
+    cause = "disk full (no space left on device)" if exc.errno == errno.ENOSPC else exc.strerror
+    return f"{exc.filename or path}: {cause}"
+
+
+def _one_line(exc: object, path: Path) -> str:
     text = one_line(exc)
     return text if text.startswith(str(path)) else f"{path}: {text}"

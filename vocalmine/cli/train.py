@@ -22,7 +22,7 @@ from vocalmine.cli.common import (
     load_settings,
     require_shards,
 )
-from vocalmine.training.config import MODEL_KINDS, AugmentConfig, TrainConfig
+from vocalmine.training.config import FREEZE_MODES, MODEL_KINDS, AugmentConfig, TrainConfig
 
 TRAIN = defaults(TrainConfig)
 AUGMENT = defaults(AugmentConfig)
@@ -54,9 +54,25 @@ def train_command(
         str,
         typer.Option("--model", "-m", help=", ".join(MODEL_KINDS), rich_help_panel=MODEL),
     ] = TRAIN["model"],
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            help="start from a registered NAME[:VERSION] (its kind, width and weights), "
+            "e.g. spleeter-2stems; the shards must have its preset",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    freeze: Annotated[
+        str,
+        typer.Option(
+            help=f"{', '.join(FREEZE_MODES)}: keep batch norms or the encoder as they are",
+            rich_help_panel=MODEL,
+        ),
+    ] = TRAIN["freeze"],
     preset: Annotated[
         str | None,
-        typer.Option(help="paper or hq (default: the shards')", rich_help_panel=MODEL),
+        typer.Option(help="paper, hq or spleeter (default: the shards')", rich_help_panel=MODEL),
     ] = TRAIN["preset"],
     width: Annotated[
         int, typer.Option(help="first-layer channels (16 = paper)", rich_help_panel=MODEL)
@@ -182,6 +198,8 @@ def train_command(
         "val_max_batches": val_max_batches,
         "device": device,
         "promote": promote,
+        "freeze": freeze,
+        "init": init,
     }
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     from vocalmine.flows.train import train
