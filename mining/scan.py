@@ -3,9 +3,9 @@
 The scan is incremental (a file whose size and mtime are unchanged is not read again; a file whose
 stat changed but whose content hash did not is only re-stamped), marks files that disappeared as
 ``missing``, and records every problem (unreadable, truncated, zero-length, not audio, permission
-denied, symlink loop, changed while scanning) as a track with ``status='error'`` and a reason code,
-never stopping the walk. The project's own temporary files (``.vm-*``, ``.vocalmine-tmp``) are
-not part of the library.
+denied, symlink loop, not a regular file, changed while scanning) as a track with
+``status='error'`` and a reason code, never stopping the walk. The project's own temporary
+files (``.vm-*``, ``.vocalmine-tmp``) are not part of the library.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISFIFO, S_ISSOCK
 
 from sqlalchemy import select
 
@@ -155,7 +156,7 @@ _AUDIO_REASONS = (
     ("no audio samples", Reason.TRUNCATED),
     ("symbolic link loop", Reason.SYMLINK_LOOP),
     ("broken symbolic link", Reason.BROKEN_SYMLINK),
-    ("not a regular file", Reason.NOT_AUDIO),
+    ("not a regular file", Reason.NOT_REGULAR_FILE),
     ("not an audio file", Reason.NOT_AUDIO),
     ("zero-length", Reason.ZERO_LENGTH),
 )
@@ -226,11 +227,24 @@ def walk_library(root: Path) -> Iterator[tuple[str, os.stat_result | None, str |
                     yield entry.path, entry.stat(), None
                 elif entry.is_symlink() and not os.path.exists(entry.path):
                     yield entry.path, None, Reason.BROKEN_SYMLINK
+                elif Path(entry.name).suffix.lower() in AUDIO_SUFFIXES:  # FIFO, socket, device
+                    kind = _special_kind(entry.stat().st_mode)
+                    yield (
+                        entry.path,
+                        None,
+                        f"{Reason.NOT_REGULAR_FILE}: not a regular file ({kind})",
+                    )
             except OSError as exc:
                 if exc.errno == errno.ELOOP:  # a link to itself, or a cycle of links
                     yield entry.path, None, Reason.SYMLINK_LOOP
                 else:
                     yield entry.path, None, f"{Reason.UNREADABLE}: {exc.strerror}"
+
+
+def _special_kind(mode: int) -> str:
+    """What a file that is neither a folder nor a regular file is, in words."""
+    kinds = {S_ISFIFO: "FIFO", S_ISSOCK: "socket"}
+    return next((name for test, name in kinds.items() if test(mode)), "device")
 
 
 def _utf8(path: str) -> bool:

@@ -6,23 +6,26 @@ through an ``ffmpeg`` pipe (32-bit float PCM on stdout) for everything else. Wri
 a temporary file beside the target and renames it into place only when the stem is complete, so an
 interrupted run never leaves a truncated stem under the final name. WAV/FLAC go through
 libsndfile: WAV as 32-bit float by default (no conversion cost, no clipping of stems that
-exceed full scale, so they sum to the input exactly), FLAC as 24-bit PCM; MP3 goes through
-lameenc's incremental encoder. Integer formats (FLAC, MP3) clip above full scale; the writer
-records the peak so the caller can say so.
+exceed full scale, so they sum to the input exactly), FLAC as 24-bit PCM; MP3 is piped to an
+``ffmpeg`` libmp3lame encoder, whose LAME/Info header carries the encoder delay and padding, so
+a decoded stem starts at the input's first sample and has its exact length (lameenc writes no
+such header: its stems decoded 1105 samples late and over a thousand too long). Integer
+formats (FLAC, MP3) clip above full scale; the writer records the peak so the caller can say so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import IO, Literal
 
-import lameenc
 import numpy as np
 import soundfile as sf
 
@@ -32,9 +35,11 @@ from vocalmine.core.audio import (
     AudioError,
     ffmpeg_decode_command,
     ffmpeg_error,
+    ffmpeg_mp3_command,
     file_problem,
     probe,
     require_ffmpeg,
+    set_mp3_length,
     sndfile_open_error,
 )
 
@@ -166,17 +171,24 @@ class StemWriter:
         #: largest absolute sample written (for the caller's warning), else 0.
         self.clips = self.format == "mp3" or (subtype or "").startswith("PCM")
         self.peak = 0.0
+        self.frames = 0  #: samples per channel written so far
+        if self.format == "mp3":
+            require_ffmpeg(self.path, "to write MP3")
         self._tmp = temp_beside(self.path, ".part")
         self._sndfile: sf.SoundFile | None = None
-        self._mp3: lameenc.Encoder | None = None
-        self._fh = None
+        self._mp3: subprocess.Popen[bytes] | None = None
+        self._mp3_log: IO[bytes] | None = None
         if self.format == "mp3":
-            self._mp3 = lameenc.Encoder()
-            self._mp3.set_bit_rate(int(bitrate_kbps))
-            self._mp3.set_in_sample_rate(sample_rate)
-            self._mp3.set_channels(channels)
-            self._mp3.set_quality(2)
-            self._fh = self._tmp.open("wb")
+            self._mp3_log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _end_encoder
+            # Its own session: a terminal's Ctrl-C reaches this process, which aborts the
+            # encoder, instead of killing it under a write (a broken pipe, not an interrupt).
+            self._mp3 = subprocess.Popen(
+                ffmpeg_mp3_command(self._tmp, sample_rate, channels, bitrate_kbps),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=self._mp3_log,
+                start_new_session=True,
+            )
         else:
             fmt = "WAV" if self.format == "wav" else "FLAC"
             if subtype is None:
@@ -205,14 +217,21 @@ class StemWriter:
         """
         if self.clips and audio.size:
             self.peak = max(self.peak, float(np.abs(audio).max()))
+        self.frames += audio.shape[-1]
         for start in range(0, audio.shape[-1], WRITE_FRAMES):
             part = audio[:, start : start + WRITE_FRAMES].T
             if self._sndfile is not None:
-                self._sndfile.write(np.ascontiguousarray(part))
+                try:
+                    self._sndfile.write(np.ascontiguousarray(part))
+                except (sf.LibsndfileError, RuntimeError, AssertionError) as exc:
+                    raise self._write_error(exc) from exc
             else:
-                assert self._mp3 is not None and self._fh is not None
-                pcm = (np.clip(part, -1.0, 1.0) * 32767.0).round().astype("<i2")
-                self._fh.write(bytes(self._mp3.encode(pcm.tobytes())))
+                assert self._mp3 is not None and self._mp3.stdin is not None
+                pcm = np.clip(part, -1.0, 1.0).astype("<f4")
+                try:
+                    self._mp3.stdin.write(pcm.tobytes())
+                except BrokenPipeError:
+                    self._end_encoder()  # raises its one-line reason
 
     def commit(self) -> Path:
         """Finish the file and move it to its final name (mode as a new file would get)."""
@@ -220,18 +239,59 @@ class StemWriter:
         return commit_temp(self._tmp, self.path)
 
     def abort(self) -> None:
-        """Drop the partial file."""
-        self._finish()
+        """Drop the partial file (the MP3 encoder is killed, not flushed)."""
+        if self._mp3 is not None:
+            self._mp3.kill()
+        with contextlib.suppress(AudioError, OSError, RuntimeError):  # dropped anyway
+            self._finish()
         self._tmp.unlink(missing_ok=True)
 
     def _finish(self) -> None:
         if self._sndfile is not None:
-            self._sndfile.close()
-            self._sndfile = None
-        if self._mp3 is not None and self._fh is not None:
-            self._fh.write(bytes(self._mp3.flush()))
-            self._fh.close()
-            self._mp3 = None
+            handle, self._sndfile = self._sndfile, None
+            try:
+                handle.close()
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise self._write_error(exc) from exc
+        if self._mp3 is not None:
+            self._end_encoder()
+
+    def _write_error(self, exc: Exception) -> Exception:
+        """The true cause of a failed libsndfile write, which says only "System error.": the
+        system's own error from a probe write to the partial file (ENOSPC, EDQUOT, EIO, ...),
+        as an :class:`OSError` without a file name (the caller names the input song; the partial
+        file's name is an internal one), else an :class:`AudioError`."""
+        try:
+            with open(self._tmp, "ab") as probe:
+                probe.write(bytes(1 << 16))
+                probe.flush()
+                os.fsync(probe.fileno())
+        except OSError as cause:
+            return OSError(cause.errno, cause.strerror)
+        reason = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
+        return AudioError(self.path, f"cannot write it ({reason})")
+
+    def _end_encoder(self) -> None:
+        """Close the encoder's input and wait for it to write the header; an encoder that
+        failed (disk full, killed) is an :class:`AudioError` with ffmpeg's last line."""
+        assert self._mp3 is not None and self._mp3_log is not None
+        encoder, log, self._mp3, self._mp3_log = self._mp3, self._mp3_log, None, None
+        try:
+            if encoder.stdin is not None:
+                encoder.stdin.close()
+        except BrokenPipeError:
+            pass  # its code and message below say why
+        code = encoder.wait()
+        log.seek(0)
+        lines = log.read().decode(errors="replace").strip().splitlines()
+        log.close()
+        if code != 0:
+            reason = lines[-1] if lines else f"exit status {code}"
+            raise AudioError(self.path, f"ffmpeg cannot encode MP3 ({reason})")
+        try:
+            set_mp3_length(self._tmp, self.frames)
+        except AudioError as exc:
+            raise AudioError(self.path, exc.reason) from exc
 
 
 class WriteBehind:

@@ -75,3 +75,83 @@ def test_a_text_file_named_mp3_is_reported_as_not_audio_not_as_missing(tmp_path:
     message = str(caught.value)
     assert message.startswith(str(fake))
     assert "not audio" in message and "does not exist" not in message
+
+
+def _ffmpeg_decode(path: Path, channels: int) -> np.ndarray:
+    """``(channels, samples)`` as the ffmpeg binary decodes ``path`` (gapless header honoured)."""
+    import subprocess
+
+    raw = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.frombuffer(raw, "<f4").reshape(-1, channels).T
+
+
+def best_lag(decoded: np.ndarray, reference: np.ndarray, span: int = 2048) -> int:
+    """The shift (samples, ``decoded`` later when positive) at which the two correlate most."""
+    n = min(decoded.shape[-1], reference.shape[-1]) - 2 * span
+    a, b = decoded[0], reference[0]
+    scores = {
+        lag: float(np.dot(a[span + lag : span + lag + n], b[span : span + n]))
+        for lag in range(-span, span + 1)
+    }
+    return max(scores, key=scores.__getitem__)
+
+
+@pytest.mark.parametrize("extra", [17, 1000])
+@pytest.mark.parametrize(
+    ("rate", "channels"), [(44100, 2), (48000, 1), (24000, 2), (16000, 1), (8000, 1)]
+)
+def test_mp3_stems_decode_to_the_exact_samples_from_sample_0(
+    rate: int, channels: int, extra: int, tmp_path: Path
+) -> None:
+    """ffmpeg's libmp3lame writes the LAME/Info header (encoder delay and padding): ffmpeg and
+    libsndfile decode the input's length, not 1105 samples late and a frame or more too long.
+    (ffmpeg's own padding was 30 samples short at 48 kHz with 144017 samples, 7 at 16 kHz with
+    49000: :func:`set_mp3_length` rewrites it.)"""
+    import shutil
+
+    from vocalmine.separation.streams import StemWriter
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed: MP3 stems are encoded by it")
+    import subprocess
+
+    audio = (
+        0.2 * np.random.default_rng(rate).standard_normal((channels, 3 * rate + extra))
+    ).astype(np.float32)
+    writer = StemWriter(tmp_path / "stem.mp3", rate, channels)
+    writer.write(audio[:, :1000])
+    writer.write(audio[:, 1000:])
+    path = writer.commit()
+    for decoded in (_ffmpeg_decode(path, channels), sf.read(path, always_2d=True)[0].T):
+        assert decoded.shape == audio.shape
+        assert best_lag(decoded, audio) == 0
+        assert np.corrcoef(decoded[0], audio[0])[0, 1] > 0.9  # white noise: the hardest input
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream_tags=encoder", "-of", "csv=p=0", path],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.startswith("Lavc")  # ffmpeg shows the tag's encoder when its CRC is right
+
+
+def test_an_aborted_mp3_stem_leaves_no_file_and_no_encoder(tmp_path: Path) -> None:
+    import shutil
+
+    import psutil
+
+    from vocalmine.separation.streams import StemWriter
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed: MP3 stems are encoded by it")
+    writer = StemWriter(tmp_path / "stem.mp3", 44100, 2)
+    writer.write(np.zeros((2, 44100), np.float32))
+    encoders = [p for p in psutil.Process().children() if p.name() == "ffmpeg"]
+    assert encoders
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in encoders)

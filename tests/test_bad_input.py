@@ -7,6 +7,8 @@ prints ``CORPUS-CASE case | message | exit code`` for the table in the closing n
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -199,6 +201,33 @@ def test_a_scan_reads_a_flac_file_named_wav(tmp_path: Path) -> None:
     assert facts.error_reason is None and facts.fields["codec"] == "flac", facts
 
 
+def test_a_scan_records_a_fifo_with_an_audio_name_as_not_a_regular_file(tmp_path: Path) -> None:
+    """Recorded, not skipped in silence (and never opened: reading a FIFO would block)."""
+    from sqlalchemy import select
+
+    from vocalmine.mining.scan import scan_library
+    from vocalmine.storage.catalog import Track
+
+    library = tmp_path / "library"
+    library.mkdir()
+    sf.write(library / "song.wav", _noise(), 22050)
+    os.mkfifo(library / "pipe.mp3")
+    os.mkfifo(library / "notes.txt")  # not an audio name: not part of the library
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    result = scan_library(library, catalog)
+    with catalog.session() as session:
+        rows = {
+            Path(t.path).name: (t.status, t.error_reason, t.error_detail)
+            for t in session.execute(select(Track)).scalars()
+        }
+    catalog.dispose()
+    assert result.errors == {"not_regular_file": 1}, result.as_dict()
+    assert rows["song.wav"][:2] == ("ok", None) and "notes.txt" not in rows, rows
+    status, reason, detail = rows["pipe.mp3"]
+    assert (status, reason) == ("error", "not_regular_file")
+    assert detail == f"{library / 'pipe.mp3'}: not_regular_file: not a regular file (FIFO)"
+
+
 def test_pairs_why_of_a_symlink_loop_is_not_a_traceback(tmp_path: Path) -> None:
     library = tmp_path / "library"
     library.mkdir()
@@ -210,3 +239,108 @@ def test_pairs_why_of_a_symlink_loop_is_not_a_traceback(tmp_path: Path) -> None:
     print(f"CORPUS-CASE pairs --why: symlink loop | {shown} | {result.returncode}")
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "symlink_loop" in result.stdout
+
+
+# --- permission denied and disk full ---------------------------------------------------------
+
+
+def _as_nobody() -> list[str] | None:
+    """The command prefix that drops root for the ``nobody`` user (root ignores mode bits), []
+    when not root, None when root and neither setpriv nor runuser is installed."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv"):
+        return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if shutil.which("runuser"):
+        return ["runuser", "-u", "nobody", "--"]
+    return None
+
+
+def _register_model(data: Path) -> None:
+    torch.manual_seed(0)
+    catalog = open_catalog(f"sqlite:///{data / 'catalog.db'}")
+    ModelRegistry(str(data / "models"), catalog).register(
+        build_model("unet", "paper", width=4),
+        name="vocalmine",
+        config={},
+        manifest=None,
+        metrics={},
+    )
+    catalog.dispose()
+
+
+def test_separate_into_a_read_only_folder_says_permission_denied() -> None:
+    wrap = _as_nobody()
+    if wrap is None:
+        pytest.skip(
+            "tests run as root, which ignores mode bits, and neither setpriv nor runuser is "
+            "installed to run the command as nobody"
+        )
+    base = Path(tempfile.mkdtemp(prefix="vm-denied-", dir="/tmp"))  # pytest's folders are 0700
+    try:
+        base.chmod(0o755)
+        for name in ("songs", "data", "home", "out"):
+            (base / name).mkdir()
+        sf.write(base / "songs" / "song.wav", _noise(), 22050)
+        _register_model(base / "data")
+        if wrap:  # the input, model and home belong to nobody; the output folder stays root's
+            for path in [
+                base / "home",
+                *base.joinpath("songs").rglob("*"),
+                *base.joinpath("data").rglob("*"),
+            ]:
+                os.chown(path, 65534, 65534)
+            for name in ("songs", "data", "home"):
+                os.chown(base / name, 65534, 65534)
+        else:
+            (base / "out").chmod(0o555)
+        args = ["separate", str(base / "songs" / "song.wav"), "-o", str(base / "out")]
+        args += ["--data-dir", str(base / "data")]
+        result = run_cli(args, {"HOME": str(base / "home")}, timeout=300, wrap=wrap)
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        print(f"CORPUS-CASE separate: read-only output | {lines} | {result.returncode}")
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert lines == [f"error: {base / 'out'}/.vocalmine-tmp: Permission denied"], lines
+        assert list((base / "out").iterdir()) == []
+    finally:
+        shutil.rmtree(base)
+
+
+def test_separate_onto_a_full_disk_says_disk_full(registered: Path, tmp_path: Path) -> None:
+    """The output folder is a 1 MiB tmpfs in a mount namespace of the command's own (no mount
+    is left behind); a 20-s song's float stems need 7 MiB."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("util-linux's unshare is not installed: no private tmpfs for a full disk")
+    namespace = [unshare, "--mount"] if os.geteuid() == 0 else [unshare, "-rm"]
+    script = tmp_path / "full.sh"
+    script.write_text(
+        'mount -t tmpfs -o size=1m tmpfs "$OUTDIR" || exit 99\n"$@"\ncode=$?\n'
+        'find "$OUTDIR" -mindepth 1 > "$LISTING"\nexit $code\n'
+    )
+    out, listing = tmp_path / "out", tmp_path / "listing"
+    out.mkdir()
+    sf.write(tmp_path / "song.wav", _noise(20.0), 22050)
+    args = ["separate", str(tmp_path / "song.wav"), "-o", str(out), "--data-dir", str(registered)]
+    env = {"OUTDIR": str(out), "LISTING": str(listing)}
+    result = run_cli(args, env, timeout=300, wrap=[*namespace, "sh", str(script)])
+    if result.returncode == 99:
+        pytest.skip(
+            f"cannot mount a tmpfs in a private mount namespace here: {result.stderr.strip()}"
+        )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    print(f"CORPUS-CASE separate: disk full | {errors[-1] if errors else ''} | {result.returncode}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {tmp_path / 'song.wav'}: "), errors
+    assert errors[0].endswith("disk full (no space left on device)"), errors
+    assert listing.read_text() == ""  # no partial stem, no temporary folder, no output folder
+
+
+def test_a_real_enospc_is_said_as_disk_full() -> None:
+    """The mapping itself, from a real write to /dev/full (wherever a tmpfs cannot be mounted)."""
+    from vocalmine.cli.separate import os_error_line
+
+    with pytest.raises(OSError) as caught, open("/dev/full", "wb", buffering=0) as full:
+        full.write(b"x")
+    line = os_error_line(Path("song.wav"), caught.value)
+    assert line == "song.wav: disk full (no space left on device)"

@@ -11,6 +11,7 @@ uninterrupted result. Each case prints ``SIGNAL-CASE verb signal seconds left`` 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -279,3 +280,73 @@ def test_a_scan_skips_the_temporary_files_of_a_run(tmp_path: Path) -> None:
     (tmp_path / ".vm-abc.part.wav").write_bytes(b"RIFF")
     (tmp_path / "song.wav").write_bytes(b"RIFF")
     assert [Path(p).name for p, _, _ in walk_library(tmp_path)] == ["song.wav"]
+
+
+# --- train -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_shards(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The trainer tests' shards: 24 train rows and 4 valid rows of 64×32 patches."""
+    from tests.test_shards import TINY, make_segments
+    from vocalmine.storage.shard_writer import ShardWriter
+
+    root = tmp_path_factory.mktemp("shards")
+    with ShardWriter(str(root), "ds", TINY, rows_per_shard=8, rows_per_group=4) as writer:
+        for pair in range(12):
+            writer.write_pair(pair, make_segments(pair, 2))
+        writer.write_pair(99, make_segments(99, 4, split="valid"))
+    return f"{root}/ds"
+
+
+def _train_args(shards: str, data: Path, run_dir: Path, nproc: int, steps: int) -> list[str]:
+    return [
+        "train",
+        *("--shards", shards, "--data-dir", str(data), "--run-dir", str(run_dir)),
+        *("--width", "4", "--batch-size", "4", "--workers", "0", "--device", "cpu"),
+        *("--max-steps", str(steps), "--steps-per-epoch", "10", "--val-max-batches", "1"),
+        *("--checkpoint-every", "10", "--patience", "1000000", "--nproc", str(nproc)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("signum", "group", "nproc"),
+    [
+        (signal.SIGINT, True, 1),
+        (signal.SIGTERM, False, 1),
+        (signal.SIGINT, True, 2),
+        (signal.SIGTERM, False, 2),
+    ],
+    ids=[
+        "SIGINT-group-1proc",
+        "SIGTERM-command-1proc",
+        "SIGINT-group-2proc",
+        "SIGTERM-command-2proc",
+    ],
+)
+def test_train_stops_cleanly_and_resumes_from_its_checkpoint(
+    signum: int, group: bool, nproc: int, tiny_shards: str, tmp_path: Path
+) -> None:
+    """With ``--nproc 2`` torchrun and its two Gloo workers must end too, also when SIGTERM
+    reaches the command alone (``kill PID``), not the group."""
+    data, run_dir = tmp_path / "data", tmp_path / "run"
+    steps = 100000  # never reached: the run is stopped, then resumed with a small budget
+    run = Run(_train_args(tiny_shards, data, run_dir, nproc, steps), {})
+    run.wait_until(lambda: (run_dir / "checkpoints" / "last.pt").exists())
+    if nproc > 1:  # torchrun and both workers are up
+        run.wait_until(lambda: len(run.seen) >= 3)
+    code, seconds, stderr = run.stop(signum, group=group)
+    _check("train", signum, code, seconds, stderr, run.left_behind())
+    step = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["state"]["step"]
+    assert step >= 10
+    rerun = subprocess.run(
+        [*CLI, *_train_args(tiny_shards, data, run_dir, nproc, step + 10)],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"at step {step}" in rerun.stdout + rerun.stderr, rerun.stdout[-2000:]
+    assert json.loads((run_dir / "result.json").read_text())["steps"] == step + 10

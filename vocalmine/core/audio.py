@@ -1,9 +1,16 @@
 """Audio input and output: decode, resample, encode, probe headers, read and write tags.
 
 libsndfile (soundfile) decodes WAV/FLAC/OGG/MP3; anything else (AAC, M4A, stem MP4, ...) goes
-through an ``ffmpeg`` subprocess. Resampling uses soxr (high quality). MP3 is encoded with
-lameenc, tags are read and written with mutagen. Every failure is an :class:`AudioError` whose
-message is one line naming the file and the reason.
+through an ``ffmpeg`` subprocess. Resampling uses soxr (high quality). Tags are read and written
+with mutagen. Every failure is an :class:`AudioError` whose message is one line naming the file
+and the reason.
+
+Two MP3 encoders, on purpose. :func:`save_audio` uses lameenc, which writes no gapless header:
+its files decode 1105 samples late (576 of LAME's encoder delay + 529 of the decoder's) and up
+to a frame too long, like many MP3s in the wild, which is what the generated test libraries
+want. Separated stems must line up with their input, so they are encoded by ffmpeg's
+libmp3lame (:func:`ffmpeg_mp3_command`), whose LAME/Info header records the encoder delay and
+padding: ffmpeg and libsndfile (mpg123) then decode exactly the input's samples, from sample 0.
 """
 
 from __future__ import annotations
@@ -142,6 +149,92 @@ def ffmpeg_decode_command(
     return [*cmd, "-"]
 
 
+def ffmpeg_mp3_command(
+    path: str | os.PathLike[str], sample_rate: int, channels: int, bitrate_kbps: int = 320
+) -> list[str]:
+    """The ffmpeg command line that encodes raw interleaved float32 PCM from stdin into the
+    MP3 file ``path`` at ``bitrate_kbps`` (CBR) with a LAME/Info (gapless) header, which ffmpeg
+    writes once the stream has ended: ``path`` must be a seekable file."""
+    return [
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "f32le",
+        "-ar",
+        str(sample_rate),
+        "-ac",
+        str(channels),
+        "-i",
+        "pipe:0",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        f"{int(bitrate_kbps)}k",
+        "-compression_level",
+        "2",  # LAME's -q 2, as lameenc's set_quality(2)
+        "-write_xing",
+        "1",
+        "-f",
+        "mp3",
+        str(path),
+    ]
+
+
+def _crc16_arc(data: bytes) -> int:
+    """CRC-16/ARC (polynomial 0x8005, reflected, initial 0): the LAME tag's checksum."""
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def set_mp3_length(path: str | os.PathLike[str], samples: int) -> None:
+    """Make the LAME/Info header of the MP3 file ``path`` say it holds ``samples`` samples per
+    channel: the end padding is set to the frames' samples less the encoder delay and
+    ``samples``, and the tag's checksum recomputed.
+
+    ffmpeg's muxer writes the padding from its packet durations, which at some lengths is a few
+    dozen samples short (a 48 kHz stream of 144017 samples decoded 30 samples too long); the
+    frame count and the encoder delay it writes are right (``tests/test_audio.py``).
+    """
+    file = Path(path)
+    with open(file, "r+b") as handle:
+        head = handle.read(10)
+        start = 0
+        if head[:3] == b"ID3":  # ID3v2: a syncsafe size, and a footer when flagged
+            size = sum((head[6 + i] & 0x7F) << (7 * (3 - i)) for i in range(4))
+            start = 10 + size + (10 if head[5] & 0x10 else 0)
+        handle.seek(start)
+        frame = bytearray(handle.read(400))
+        if len(frame) < 200 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:
+            raise AudioError(file, "no MPEG audio frame where the gapless header should be")
+        mpeg1 = (frame[1] >> 3) & 3 == 3
+        mono = frame[3] >> 6 == 3
+        side = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+        tag = 4 + (0 if frame[1] & 1 else 2) + side  # header, its CRC if any, side info
+        if frame[tag : tag + 4] not in (b"Info", b"Xing"):
+            raise AudioError(file, "no LAME/Info (gapless) header in the first frame")
+        flags = int.from_bytes(frame[tag + 4 : tag + 8], "big")
+        if not flags & 1:
+            raise AudioError(file, "the gapless header has no frame count")
+        frames = int.from_bytes(frame[tag + 8 : tag + 12], "big")
+        lame = tag + 8 + 4 * bool(flags & 1) + 4 * bool(flags & 2) + 100 * bool(flags & 4)
+        lame += 4 * bool(flags & 8)
+        delay = int.from_bytes(frame[lame + 21 : lame + 24], "big") >> 12
+        padding = frames * (1152 if mpeg1 else 576) - delay - samples
+        if not 0 <= padding < 4096:
+            raise AudioError(file, f"gapless header: {frames} frames cannot hold {samples} samples")
+        frame[lame + 21 : lame + 24] = ((delay << 12) | padding).to_bytes(3, "big")
+        frame[lame + 34 : lame + 36] = _crc16_arc(bytes(frame[: lame + 34])).to_bytes(2, "big")
+        handle.seek(start)
+        handle.write(frame[: lame + 36])
+
+
 def sndfile_open_error(
     path: str | os.PathLike[str], exc: Exception, before: os.stat_result | None = None
 ) -> AudioError:
@@ -251,6 +344,7 @@ def load_audio(
 
 
 def _encode_mp3(audio: np.ndarray, sr: int, bitrate_kbps: int) -> bytes:
+    """lameenc MP3 without a gapless header (see the module's note)."""
     encoder = lameenc.Encoder()
     encoder.set_bit_rate(int(bitrate_kbps))
     encoder.set_in_sample_rate(sr)
@@ -269,7 +363,10 @@ def save_audio(
     tags: dict[str, str] | None = None,
     subtype: str | None = None,
 ) -> Path:
-    """Write ``(channels, samples)`` audio as WAV, FLAC or MP3 (by suffix), tagged, atomically."""
+    """Write ``(channels, samples)`` audio as WAV, FLAC or MP3 (by suffix), tagged, atomically.
+
+    MP3 is lameenc's, with no gapless header (decoded 1105 samples late; see the module's note).
+    """
     target = Path(path)
     data = np.atleast_2d(np.asarray(audio, dtype=np.float32))
     suffix = target.suffix.lower()

@@ -28,6 +28,8 @@ class Reason(StrEnum):
     UNREADABLE = "unreadable"
     #: The file or folder may not be read by this user.
     PERMISSION_DENIED = "permission_denied"
+    #: A FIFO, socket or device with an audio file's name: reading it could block forever.
+    NOT_REGULAR_FILE = "not_regular_file"
     #: A symbolic link leads back into a folder already being walked.
     SYMLINK_LOOP = "symlink_loop"
     #: A symbolic link whose target does not exist.
