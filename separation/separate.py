@@ -38,12 +38,11 @@ from vocalmine.separation.chunking import (
     split_patches,
 )
 from vocalmine.separation.masks import (
-    FULL_BAND_WINDOW,
     FullBandMask,
-    full_resolution,
     high_band_mask,
     istft,
     map_to_full_band,
+    mask_grid,
     masked_istft,
     match_channels,
     ratio_masks,
@@ -136,7 +135,7 @@ class Separator:
         band follows as ``C`` more rows, ``(2C, N)``: it belongs to neither stem, and stacking
         it with the vocals cross-fades both alike (:func:`_split`)."""
         mask, high = self.vocal_mask(audio, sample_rate)
-        n_fft, hop = full_resolution(sample_rate)
+        n_fft, hop, window = mask_grid(self.preset, sample_rate)
         signal = torch.from_numpy(np.ascontiguousarray(audio)).to(self.device)
         full_mask = map_to_full_band(
             torch.from_numpy(mask).to(self.device),
@@ -148,19 +147,19 @@ class Separator:
             1 + audio.shape[-1] // hop,  # frames of the centred STFT
         )
         if not self.post.wiener_iterations:
-            vocals = masked_istft(signal, full_mask, n_fft, hop, FULL_BAND_WINDOW)
+            vocals = masked_istft(signal, full_mask, n_fft, hop, window)
         else:
-            spec = stft(signal, n_fft, hop, FULL_BAND_WINDOW)
+            spec = stft(signal, n_fft, hop, window)
             dense = full_mask.dense().cpu().numpy()
             filtered = wiener(spec.cpu().numpy(), dense, self.post.wiener_iterations)
             vocal_spec = torch.from_numpy(filtered).to(self.device)
-            vocals = istft(vocal_spec, n_fft, hop, audio.shape[-1], FULL_BAND_WINDOW)
+            vocals = istft(vocal_spec, n_fft, hop, audio.shape[-1], window)
         if self.post.high_band != "zero":
             return vocals.cpu().numpy()
         above = FullBandMask(
             torch.zeros_like(full_mask.low), torch.ones_like(full_mask.high), full_mask.bins
         )
-        dropped = masked_istft(signal, above, n_fft, hop, FULL_BAND_WINDOW)
+        dropped = masked_istft(signal, above, n_fft, hop, window)
         return torch.cat([vocals, dropped]).cpu().numpy()
 
     def stream(

@@ -9,8 +9,9 @@ from typing import Any
 #: The architectures :func:`vocalmine.training.models.build_model` makes.
 MODEL_KINDS: tuple[str, ...] = ("unet", "spectrogram-channels", "no-skip", "spleeter")
 
-#: What :attr:`TrainConfig.freeze` may keep fixed while fine-tuning (see :mod:`training.finetune`).
-FREEZE_MODES: tuple[str, ...] = ("none", "norm", "encoder")
+#: What :attr:`TrainConfig.freeze` may keep fixed while fine-tuning, ``+``-joined (or ``none``):
+#: see :func:`training.finetune.freeze`.
+FREEZE_PARTS: tuple[str, ...] = ("norm", "encoder", "vocals", "accompaniment")
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("l1", "mse"):
             raise ValueError(f"unknown loss {self.loss!r}; choose 'l1' or 'mse'")
-        if self.freeze not in FREEZE_MODES:
-            raise ValueError(f"unknown freeze {self.freeze!r}; choose one of {list(FREEZE_MODES)}")
+        parts = [] if self.freeze == "none" else self.freeze.split("+")
+        if not all(part in FREEZE_PARTS for part in parts):
+            raise ValueError(
+                f"unknown freeze {self.freeze!r}; choose none or any of "
+                f"{'+'.join(FREEZE_PARTS)} joined by +"
+            )
         if self.batch_size < 1 or self.steps_per_epoch < 1 or self.checkpoint_every < 1:
             raise ValueError("batch_size, steps_per_epoch and checkpoint_every must be >= 1")
         AugmentConfig(**self.augment)

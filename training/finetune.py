@@ -24,7 +24,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from vocalmine.core.atomic import atomic_path
 from vocalmine.core.stft import STFTPreset, get_preset, preset_from_dict
-from vocalmine.training.config import FREEZE_MODES
+from vocalmine.training.config import FREEZE_PARTS
 from vocalmine.training.models import SeparationModel
 
 
@@ -94,18 +94,26 @@ def init_model(model: SeparationModel, path: str | Path) -> None:
 
 
 def freeze(model: nn.Module, mode: str) -> list[nn.Module]:
-    """Stop gradients for what ``mode`` (``"none"``, ``"norm"``, ``"encoder"``) freezes; returns
-    the batch-norm layers to keep in eval mode (see :func:`set_training`)."""
-    if mode == "none":
-        return []
-    if mode == "norm":
-        frozen = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    elif mode == "encoder":
-        frozen = [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] == "encoder"]
-        if not frozen:
-            raise ValueError(f"{type(model).__name__} has no module named 'encoder' to freeze")
-    else:
-        raise ValueError(f"unknown freeze {mode!r}; choose one of {list(FREEZE_MODES)}")
+    """Stop gradients for what ``mode`` freezes: ``"none"``, or a ``+``-joined list of
+    :data:`FREEZE_PARTS` (``"norm"`` every batch norm, ``"encoder"`` every module named encoder,
+    ``"vocals"``/``"accompaniment"`` that source's whole network in a one-network-per-source
+    model); returns the batch-norm layers to keep in eval mode (see :func:`set_training`)."""
+    frozen: list[nn.Module] = []
+    for part in [] if mode == "none" else mode.split("+"):
+        if part == "norm":
+            frozen += [m for m in model.modules() if isinstance(m, _BatchNorm)]
+        elif part == "encoder":
+            found = [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] == "encoder"]
+            if not found:
+                raise ValueError(f"{type(model).__name__} has no module named 'encoder' to freeze")
+            frozen += found
+        elif part in FREEZE_PARTS:
+            nets = getattr(model, "nets", None)
+            if not isinstance(nets, nn.ModuleDict) or part not in nets:
+                raise ValueError(f"{type(model).__name__} has no {part} network to freeze")
+            frozen.append(nets[part])
+        else:
+            raise ValueError(f"unknown freeze {part!r}; choose none or {'+'.join(FREEZE_PARTS)}")
     for module in frozen:
         module.requires_grad_(False)
     norms = (m for module in frozen for m in module.modules() if isinstance(m, _BatchNorm))

@@ -22,7 +22,7 @@ from vocalmine.cli.common import (
     load_settings,
     require_shards,
 )
-from vocalmine.training.config import FREEZE_MODES, MODEL_KINDS, AugmentConfig, TrainConfig
+from vocalmine.training.config import FREEZE_PARTS, MODEL_KINDS, AugmentConfig, TrainConfig
 
 TRAIN = defaults(TrainConfig)
 AUGMENT = defaults(AugmentConfig)
@@ -66,7 +66,7 @@ def train_command(
     freeze: Annotated[
         str,
         typer.Option(
-            help=f"{', '.join(FREEZE_MODES)}: keep batch norms or the encoder as they are",
+            help=f"none, or what to keep fixed, +-joined: {', '.join(FREEZE_PARTS)}",
             rich_help_panel=MODEL,
         ),
     ] = TRAIN["freeze"],
