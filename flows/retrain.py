@@ -8,7 +8,10 @@ Composition of the ``train`` and ``evaluate`` flows with the model registry:
 3. ``evaluate`` scores the candidate and the current version on the same evaluation set (the
    current one is scored again, so a changed evaluation set never compares unlike numbers).
 4. The candidate is promoted only when its score (median SDR of the vocals by default) beats
-   the current one by more than ``min_improvement``; a rejected candidate stays registered, not
+   the current one by more than ``min_improvement``. A candidate fine-tuned from another
+   registered model (``init``, e.g. the pretrained ``spleeter-2stems``) while ``name`` has no
+   current version must beat that starting model instead: fine-tuning never replaces a model
+   with a worse one; a rejected candidate stays registered, not
    current. Both scores and the decision go into the candidate's catalog record
    (``metrics["promotion"]``), each model's score into its ``metrics["evaluations"]``, and the
    decision onto the dashboard as an artifact.
@@ -41,6 +44,7 @@ def retrain_flow(
     metric: str = "SDR",
     source: str = "vocals",
     min_improvement: float = 0.0,
+    init: str | None = None,
     force: bool = False,
     nproc: int | None = None,
     device: str = "cpu",
@@ -51,7 +55,8 @@ def retrain_flow(
     """Train ``name`` on the current shards; promote the new version only if it scores better.
 
     ``eval_dataset`` is a musdb folder, MIR-1K folder or library manifest (default: MUSDB18-7
-    test beside the project); ``options`` are further training settings (max_steps, width, ...).
+    test beside the project); ``init`` a registered ``NAME[:VERSION]`` to fine-tune from;
+    ``options`` are further training settings (max_steps, width, freeze, ...).
     """
     logger = get_run_logger()
     settings = get_settings(config, data_dir=data_dir)
@@ -61,6 +66,8 @@ def retrain_flow(
     try:
         registry = ModelRegistry(settings.model_root, catalog)
         current = registry.current(name)
+        start = registry.find(init) if init else None
+        incumbent = current or start
         decision: dict[str, Any] = {
             "name": name,
             "dataset": f"{settings.shard_root}/{settings.dataset}",
@@ -87,14 +94,15 @@ def retrain_flow(
             nproc=nproc,
             config_file=config,
             data_dir=data_dir,
-            options={**(options or {}), "promote": False},
+            options={**(options or {}), "init": init, "promote": False},
         )
         version = int(trained["version"])
 
-        def score(which: int) -> tuple[float, str]:
+        def score(record: dict[str, Any]) -> tuple[float, str]:
+            which = (record["name"], record["version"])
             summary = evaluate(
                 dataset=eval_dataset,
-                model=f"{name}:{which}",
+                model=f"{which[0]}:{which[1]}",
                 limit=eval_limit,
                 device=device,
                 baselines=False,
@@ -103,8 +111,7 @@ def retrain_flow(
             )
             value = model_score(summary, metric, source)
             registry.record_metrics(
-                name,
-                which,
+                *which,
                 evaluations={
                     "dataset": summary["dataset"],
                     "metric": metric,
@@ -116,8 +123,8 @@ def retrain_flow(
             )
             return value, summary["dataset"]
 
-        candidate_score, evaluated_on = score(version)
-        current_score = score(current["version"])[0] if current else None
+        candidate_score, evaluated_on = score({"name": name, "version": version})
+        current_score = score(incumbent)[0] if incumbent else None
         promoted = should_promote(candidate_score, current_score, min_improvement)
         reason = promotion_reason(
             name,
@@ -128,6 +135,7 @@ def retrain_flow(
             promoted,
             min_improvement,
             f"median {metric} of {source} on {evaluated_on}",
+            None if current or not start else f"{start['name']} v{start['version']}",
         )
         if promoted:
             registry.promote(name, version)
@@ -140,6 +148,7 @@ def retrain_flow(
             evaluation_set=evaluated_on,
             candidate_score=candidate_score,
             current_score=current_score,
+            compared_with=f"{incumbent['name']} v{incumbent['version']}" if incumbent else None,
             min_improvement=min_improvement,
             reason=reason,
         )

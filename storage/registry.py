@@ -189,6 +189,11 @@ class ModelRegistry:
         name, version = parse_model_spec(spec)
         return self.load_weights(self.default_name() if spec is None else name, version)
 
+    def find(self, spec: str | None) -> dict[str, Any]:
+        """The record ``NAME[:VERSION]`` resolves to (as :meth:`resolve`), without its weights."""
+        name, version = parse_model_spec(spec)
+        return self._record(self.default_name() if spec is None else name, version)
+
     def default_name(self) -> str:
         """The model used when none is named: :data:`DEFAULT_MODEL` (what ``vocalmine train``
         registers) once it has a version, else the imported :data:`PRETRAINED_DEFAULT`."""

@@ -108,3 +108,34 @@ def test_retraining_promotes_better_models_and_keeps_rejected_ones(
         rejected["current_score"],
     )
     assert len(versions[1]["metrics"]["evaluations"]) == 3  # as candidate, then twice as current
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_candidate_must_beat_the_model_it_started_from(
+    tmp_path: Path, mir1k_dir: Path
+) -> None:
+    _write_shards(tmp_path, range(0, 6))
+    common = {
+        "eval_dataset": str(mir1k_dir),
+        "eval_limit": 1,
+        "nproc": 1,
+        "options": TINY_TRAINING,
+        "data_dir": str(tmp_path),
+    }
+    base = retrain_flow(name="base", **common)
+    assert base["promoted"]
+
+    worse = retrain_flow(name="tuned", init="base", min_improvement=1000.0, **common)
+    assert (worse["version"], worse["promoted"], worse["compared_with"]) == (1, False, "base v1")
+    assert worse["reason"].startswith("v1 does not beat base v1 by more than 1000 dB")
+    assert worse["current_score"] == pytest.approx(base["candidate_score"])
+
+    better = retrain_flow(name="tuned", init="base", force=True, min_improvement=-1000.0, **common)
+    assert (better["version"], better["promoted"], better["compared_with"]) == (2, True, "base v1")
+
+    settings = get_settings(data_dir=tmp_path)
+    catalog = open_catalog(settings.catalog_url)
+    tuned = {r["version"]: r for r in ModelRegistry(settings.model_root, catalog).list("tuned")}
+    catalog.dispose()
+    assert [v for v, r in tuned.items() if r["is_current"]] == [2]
+    assert tuned[1]["config"]["init_from"].endswith("init.pt")

@@ -264,6 +264,20 @@ def test_frozen_batch_norms_stay_in_eval_mode_and_spleeter_has_an_encoder(kind: 
     assert all(p.requires_grad for name, p in model.named_parameters() if "decoder" in name)
 
 
+def test_freezing_one_source_network_leaves_only_the_other_trainable() -> None:
+    model = build_model("spleeter", TINY, width=4)
+    norms = freeze(model, "norm+vocals")
+    vocals, accompaniment = model.nets["vocals"], model.nets["accompaniment"]
+    assert not any(p.requires_grad for p in vocals.parameters())
+    trainable = [n for n, p in accompaniment.named_parameters() if p.requires_grad]
+    assert trainable and not any(".norm." in n for n in trainable)
+    assert all(isinstance(n, torch.nn.BatchNorm2d) for n in norms)
+    with pytest.raises(ValueError, match="no vocals network"):
+        freeze(build_model("spectrogram-channels", TINY, width=4), "vocals")
+    with pytest.raises(ValueError, match="unknown freeze"):
+        TrainConfig(shard_root="s", dataset="d", run_dir="r", freeze="norm+decoder")
+
+
 def test_raw_input_models_get_raw_patches(
     shards: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -34,12 +34,15 @@ def promotion_reason(
     promoted: bool,
     min_improvement: float,
     label: str,
+    incumbent: str | None = None,
 ) -> str:
-    """The one-line reason recorded with a promotion decision."""
-    if current_version is None:
+    """The one-line reason recorded with a promotion decision; ``incumbent`` names the model
+    compared with when it is not ``name``'s current version (the model a fine-tuned candidate
+    started from, while ``name`` has no current version)."""
+    if current_version is None and incumbent is None:
         return f"first model of {name!r}: promoted ({label} {candidate:.2f} dB)"
     verdict = "beats" if promoted else "does not beat"
     return (
-        f"v{version} {verdict} current v{current_version} by more than "
+        f"v{version} {verdict} {incumbent or f'current v{current_version}'} by more than "
         f"{min_improvement:g} dB: {candidate:.2f} vs {current:.2f} ({label})"
     )

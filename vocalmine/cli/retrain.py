@@ -22,6 +22,18 @@ def retrain_command(
         bool, typer.Option("--force", help="train even when the shards are unchanged")
     ] = False,
     max_steps: Annotated[int | None, typer.Option(min=1, help="training steps")] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            help="fine-tune from a registered NAME[:VERSION] (e.g. spleeter-2stems); while "
+            "--name has no current version the candidate must beat that model",
+        ),
+    ] = None,
+    freeze: Annotated[
+        str, typer.Option(help="what to keep fixed (with --init): see train --help")
+    ] = TrainConfig.freeze,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = TrainConfig.lr,
     nproc: Annotated[int | None, typer.Option(min=1, help="training processes")] = None,
     eval_dataset: Annotated[
         Path | None,
@@ -61,7 +73,8 @@ def retrain_command(
             force=force,
             nproc=nproc,
             device=device,
-            options={"max_steps": max_steps} if max_steps else None,
+            init=init,
+            options={"freeze": freeze, "lr": lr} | ({"max_steps": max_steps} if max_steps else {}),
             config=str(config) if config else None,
             data_dir=str(data_dir) if data_dir else None,
         )
