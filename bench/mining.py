@@ -108,7 +108,7 @@ from bench.truth import (  # noqa: E402
 from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 from vocalmine.testlib.builder import total_minutes  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "vocalmine.mining.json"
+RESULTS = ROOT / "bench" / "results" / "mining.json"
 SOURCES = ("synthetic", "mir1k", "musdb")
 # Per source: default song count (None = every song the source has) and the segment skip.
 DEFAULTS: dict[str, dict[str, Any]] = {

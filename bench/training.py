@@ -55,7 +55,7 @@ from vocalmine.training.models.flops import conv_macs  # noqa: E402
 from vocalmine.training.trainer import TrainConfig, evaluate, train  # noqa: E402
 
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
-RESULTS = ROOT / "bench" / "results" / "vocalmine.training.json"
+RESULTS = ROOT / "bench" / "results" / "training.json"
 console = Console(width=200)
 
 
