@@ -43,9 +43,27 @@ step "6. separate one demo song with the demo model"
 SONG="$(.venv/bin/python -c "import json,sys; m=json.load(open(sys.argv[1])); print(next(s['original']['path'] for s in m['songs'] if s.get('expected') == 'pair'))" "$MANIFEST")"
 $VM separate "$OUT/library/$SONG" -o "$OUT/separated"
 
+step "7. import the pretrained Spleeter 2-stems model into the default data dir (./vocalmine-data)"
+# The demo's own model above is a 20-step toy; the pretrained one is what `vocalmine separate`
+# uses by default once imported (until you train and register a model named vocalmine).
+env -u VOCALMINE_DATA_DIR $VM models import spleeter-2stems
+env -u VOCALMINE_DATA_DIR $VM models list
+
+step "8. separate a real-music clip with it"
+CLIP="$(ls ../shared/data/musdb18-7/test/*.stem.mp4 2>/dev/null | head -n 1 || true)"
+if [ -z "$CLIP" ]; then
+  echo "(../shared/data/musdb18-7 is absent: separating the demo song instead)"
+  CLIP="$OUT/library/$SONG"
+fi
+env -u VOCALMINE_DATA_DIR $VM separate "$CLIP" -o "$OUT/pretrained"
+
 step "done"
 echo "library:   $OUT/library"
 echo "catalog:   $VOCALMINE_DATA_DIR/catalog.db"
 echo "shards:    $VOCALMINE_DATA_DIR/shards"
 echo "models:    $VOCALMINE_DATA_DIR/models"
 echo "stems:     $(find "$OUT/separated" -type f | sort | tr '\n' ' ')"
+echo "pretrained: $(find "$OUT/pretrained" -type f | sort | tr '\n' ' ')"
+echo
+echo "Separate your own song with the pretrained model:"
+echo "  .venv/bin/vocalmine separate path/to/song.mp3 -o separated/"
