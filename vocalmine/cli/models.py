@@ -103,7 +103,10 @@ def models_list_command(
     finally:
         catalog.dispose()
     table = Table(title=f"models in {settings.model_root}")
-    for column in ("name", "version", "kind", "preset", "origin", "current"):
+    table.add_column("name", no_wrap=True)
+    table.add_column("version")
+    table.add_column("kind/preset", no_wrap=True)
+    for column in ("origin", "current"):
         table.add_column(column)
     for record in records:
         origin = (record.get("config") or {}).get("pretrained", {}).get("label", "trained here")
@@ -113,8 +116,7 @@ def models_list_command(
         table.add_row(
             record["name"],
             str(record["version"]),
-            record.get("kind") or "",
-            record.get("preset") or "",
+            f"{record.get('kind') or '?'}/{record.get('preset') or '?'}",
             origin,
             current,
         )
