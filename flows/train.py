@@ -22,7 +22,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from vocalmine.core.settings import get_settings
-from vocalmine.core.stft import preset_from_dict, preset_to_dict
+from vocalmine.core.stft import preset_from_dict, same_geometry
 from vocalmine.flows.artifacts import publish_curves, publish_table
 from vocalmine.flows.runtime import flow_run_id
 from vocalmine.storage.catalog import open_catalog
@@ -190,7 +190,7 @@ def check_geometry(model: SeparationModel, config: TrainConfig) -> None:
     (a model reads patches of its own rate, transform and size only)."""
     manifest = read_manifest(config.shard_root, config.dataset)
     shards = preset_from_dict(manifest["preset"])
-    if preset_to_dict(shards) | {"name": ""} != preset_to_dict(model.preset) | {"name": ""}:
+    if not same_geometry(shards, model.preset):
         raise ShardError(
             f"{config.shard_root}/{config.dataset}: shards use preset {shards.name!r}, the "
             f"--init model {model.preset.name!r}; mine with VOCALMINE_STFT_PRESET="

@@ -14,7 +14,6 @@ with :func:`set_training`.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from vocalmine.core.atomic import atomic_path
-from vocalmine.core.stft import STFTPreset, get_preset, preset_from_dict
+from vocalmine.core.stft import STFTPreset, same_geometry
 from vocalmine.training.config import FREEZE_PARTS
-from vocalmine.training.models import SeparationModel
+from vocalmine.training.models import SeparationModel, spec_preset
 
 
 def save_init_weights(path: str | Path, model: SeparationModel) -> Path:
@@ -44,11 +43,6 @@ def load_init_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, torch
     return saved["spec"], saved["state"]
 
 
-def _spec_preset(spec: dict[str, Any]) -> STFTPreset:
-    params = spec.get("preset_params")
-    return preset_from_dict(params, spec["preset"]) if params else get_preset(spec["preset"])
-
-
 def _describe_preset(preset: STFTPreset) -> str:
     return (
         f"{preset.name} ({preset.sample_rate} Hz, {preset.channels} ch, n_fft {preset.n_fft}, "
@@ -59,12 +53,11 @@ def _describe_preset(preset: STFTPreset) -> str:
 def spec_mismatch(spec: dict[str, Any], model: SeparationModel) -> str | None:
     """How a saved spec differs from ``model`` in kind, preset fields (not the name) or width,
     as one line; None when it fits."""
-    saved_preset = _spec_preset(spec)
+    saved_preset = spec_preset(spec)
     differences = []
     if spec["kind"] != model.kind:
         differences.append(f"kind {spec['kind']!r} (run: {model.kind!r})")
-    fields = {key: value for key, value in asdict(saved_preset).items() if key != "name"}
-    if fields != {key: value for key, value in asdict(model.preset).items() if key != "name"}:
+    if not same_geometry(saved_preset, model.preset):
         differences.append(
             f"preset {_describe_preset(saved_preset)} (run: {_describe_preset(model.preset)})"
         )

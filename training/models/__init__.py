@@ -41,11 +41,16 @@ def build_model(
     return _CLASSES[kind](preset, width=width, dropout=dropout)
 
 
-def model_from_spec(spec: dict[str, Any]) -> SeparationModel:
-    """Rebuild a model from :meth:`SeparationModel.spec` (weights not included); specs written
-    before ``preset_params`` held the name, or before it existed, still load."""
+def spec_preset(spec: dict[str, Any]) -> STFTPreset:
+    """The preset of a :meth:`SeparationModel.spec`; specs written before ``preset_params``
+    held the name, or before it existed, still load."""
     params = spec.get("preset_params")
-    preset = preset_from_dict(params, spec["preset"]) if params else get_preset(spec["preset"])
+    return preset_from_dict(params, spec["preset"]) if params else get_preset(spec["preset"])
+
+
+def model_from_spec(spec: dict[str, Any]) -> SeparationModel:
+    """Rebuild a model from :meth:`SeparationModel.spec` (weights not included)."""
+    preset = spec_preset(spec)
     return build_model(spec["kind"], preset, width=spec["width"], dropout=spec["dropout"])
 
 
@@ -61,4 +66,5 @@ __all__ = [
     "SpleeterSeparator",
     "build_model",
     "model_from_spec",
+    "spec_preset",
 ]

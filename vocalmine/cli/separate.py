@@ -258,16 +258,17 @@ def load_model(spec: str | None, model_root: str, catalog_url: str) -> tuple:
         where = sqlite_file(catalog_url) or catalog_url
         fail(f"{_named(spec)}no model registered (no catalog at {where}); {NO_MODEL_HINT}")
     try:  # one catalog connection checks the name and loads the weights
+        registry = ModelRegistry(model_root, catalog)
         known = registered_models(model_root, catalog)
         if not known:
             fail(f"{_named(spec)}no model registered in {model_root}; {NO_MODEL_HINT}")
         if spec is None:
-            name = ModelRegistry(model_root, catalog).default_name()
+            name = registry.default_name()
         if not any(r["name"] == name and version in (None, r["version"]) for r in known):
             which = f"{name} v{version}" if version is not None else name
             listed = model_names(known)
             fail(f"--model {spec or name}: no model {which} is registered; there are: {listed}")
-        return load_registered_model(ModelRegistry(model_root, catalog), spec)
+        return load_registered_model(registry, spec)
     except (LookupError, ValueError, OSError) as exc:
         fail(exc)
     finally:

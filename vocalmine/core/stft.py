@@ -12,7 +12,7 @@ centred, zero-padded frames), the same numbers as Spleeter's ``torch.stft``.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,11 @@ def get_preset(name: str) -> STFTPreset:
 def preset_to_dict(preset: STFTPreset) -> dict[str, Any]:
     """The preset as plain JSON values (shard manifests, model specs): every field, name first."""
     return asdict(preset)
+
+
+def same_geometry(a: STFTPreset, b: STFTPreset) -> bool:
+    """True when two presets make the same patches: every field equal but the name."""
+    return replace(a, name="") == replace(b, name="")
 
 
 def preset_from_dict(data: dict[str, Any], name: str | None = None) -> STFTPreset:
