@@ -10,10 +10,14 @@ the catalog so concurrent runs never do the same pair twice.
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 
@@ -31,11 +35,12 @@ from vocalmine.flows.mine_tasks import (
     orient_task,
     process_pairs_task,
     scan_task,
+    sweep_task,
 )
 from vocalmine.flows.runtime import flow_run_id, keep_freed_memory
 from vocalmine.mining.decisions import CopyGroups, TrackFacts, title_facts
 from vocalmine.mining.discovery import discover_pairs, find_duplicates
-from vocalmine.mining.fingerprint_index import FingerprintIndex, candidate_pairs
+from vocalmine.mining.fingerprint_index import DEFAULT_SWEEP, open_index, sweep_blocks
 from vocalmine.mining.fingerprint_match import verify_pair
 from vocalmine.mining.landmarks import Fingerprint
 from vocalmine.mining.matching import TrackRef, match_titles
@@ -43,6 +48,7 @@ from vocalmine.mining.pair_pipeline import PairResult
 from vocalmine.mining.verification import (
     PairDecision,
     TrackRejection,
+    checks_by_track,
     copy_groups,
     decide,
     discovery_decision,
@@ -50,11 +56,11 @@ from vocalmine.mining.verification import (
     live_pairs,
     orient_discovery,
     pairs_to_process,
-    stale_fingerprints,
     verification_decision,
 )
 from vocalmine.storage import mining_store as store
 from vocalmine.storage.catalog import Catalog, open_catalog
+from vocalmine.storage.fingerprint_store import FingerprintStore
 from vocalmine.storage.locks import (
     claim_pairs,
     clear_stale_claims,
@@ -102,30 +108,64 @@ def match_stage(
         store.reject_track(catalog, lone.track_id, lone.reason, lone.detail or "", "match", run_id)
 
 
+#: Fingerprint hashes gathered before they are appended to the index as one generation
+#: (≈ 150 four-minute songs; 40 MB while buffered).
+APPEND_HASHES = 5_000_000
+
+
+def _adopt_legacy(catalog: Catalog, index: FingerprintStore) -> int:
+    """Move fingerprint blobs a catalog from before migration 0003 holds into the on-disk
+    index (those made with other parameters are dropped: they would be recomputed)."""
+    moved = 0
+    while rows := store.legacy_fingerprints(catalog):
+        batch = []
+        for content_hash, data in rows:
+            fp = Fingerprint.from_bytes(data)
+            if asdict(fp.params) == index.params:
+                index.write_object(content_hash, data)
+                batch.append((content_hash, fp.hashes, fp.times, fp.n_frames))
+        index.append(batch)
+        store.delete_legacy_fingerprints(catalog, [h for h, _ in rows])
+        moved += len(batch)
+    return moved
+
+
+def _indexed_rows(
+    index: FingerprintStore, hashes: Iterable[str]
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, int]]:
+    for content_hash in hashes:
+        fp = Fingerprint.from_bytes(index.read_object(content_hash))
+        yield content_hash, fp.hashes, fp.times, fp.n_frames
+
+
 def fingerprint_stage(
-    catalog: Catalog, tracks: list[store.TrackRow], run_id: int, max_duration_s: float
-) -> dict[int, Fingerprint]:
-    """Fingerprints of every track up to ``max_duration_s`` long, computed on the task runner
-    once per content hash.
+    catalog: Catalog, tracks: list[store.TrackRow], run_id: int, settings: Settings
+) -> FingerprintStore:
+    """Fingerprints of every track up to ``max_duration_s`` long into the on-disk index,
+    computed on the task runner once per content hash; returns the index.
 
     Longer tracks are rejected ``too_long`` whatever they match, and decoding a multi-hour
-    file whole would set the workers' peak memory, so they are not fingerprinted. A stored
-    fingerprint made with other parameters (an older release) is recomputed.
+    file whole would set the workers' peak memory, so they are not fingerprinted. Each
+    fingerprint is stored as it arrives and the postings are appended in generations of about
+    :data:`APPEND_HASHES` hashes, so a killed run keeps what it computed.
     """
     logger = get_run_logger()
-    tracks = [t for t in tracks if (t.duration_s or 0.0) <= max_duration_s]
-    hashes = {t.content_hash for t in tracks}
-    stale = stale_fingerprints(store.load_fingerprints(catalog, hashes))
-    store.delete_fingerprints(catalog, stale)
-    todo = store.missing_fingerprints(catalog, hashes)
+    index = open_index(settings.fingerprint_index)
+    if moved := _adopt_legacy(catalog, index):
+        logger.info("moved %d fingerprints from the catalog into the index", moved)
+    tracks = [t for t in tracks if (t.duration_s or 0.0) <= settings.max_duration_s]
+    missing = {t.content_hash for t in tracks} - index.entries.keys()
+    stored = sorted(h for h in missing if index.has_object(h))
+    index.append(_indexed_rows(index, stored))
     by_hash = {t.content_hash: t for t in tracks}
-    ordered = sorted(todo)
+    ordered = sorted(missing - set(stored))
     files = [(by_hash[h].path, h) for h in ordered]
     durations = [by_hash[h].duration_s for h in ordered]
     futures = [
         fingerprint_task.submit(batch) for batch in batches(files, durations, FINGERPRINT_BATCH_S)
     ]
     done = 0
+    pending: list[tuple[str, np.ndarray, np.ndarray, int]] = []
     with cancelled_on_exit(futures):
         for future in as_completed(futures):
             for content_hash, data, error in future.result():
@@ -142,14 +182,57 @@ def fingerprint_stage(
                                 run_id,
                             )
                     continue
+                index.write_object(content_hash, data)
                 fp = Fingerprint.from_bytes(data)
-                store.save_fingerprint(
-                    catalog, content_hash, data, fp.params.sample_rate, fp.params.hop, len(fp)
-                )
+                pending.append((content_hash, fp.hashes, fp.times, fp.n_frames))
+            if sum(row[1].size for row in pending) >= APPEND_HASHES:
+                index.append(pending)
+                pending = []
             logger.info("fingerprinted %d/%d new recordings", done, len(files))
-    stored = store.load_fingerprints(catalog, hashes)
-    decoded = {h: Fingerprint.from_bytes(d) for h, d in stored.items()}
-    return {t.id: decoded[t.content_hash] for t in tracks if t.content_hash in decoded}
+    index.append(pending)
+    index.refresh()
+    return index
+
+
+def sweep_stage(
+    catalog: Catalog, index: FingerprintStore, contents: set[str], settings: Settings
+) -> int:
+    """Query the recordings not yet swept against the index, in blocks on the task runner, and
+    store every check they lead to; returns how many recordings were swept.
+
+    A recording swept once is never queried again: a later one finds it through its own
+    query (new against old and old against new go through the same postings).
+    """
+    logger = get_run_logger()
+    todo = contents - store.swept_contents(catalog, index.key, contents)
+    if not todo:
+        return 0
+    entries = index.entries
+    sizes = {entries[h].fp_id: entries[h].n_hashes for h in todo}
+    content_of = {entries[h].fp_id: h for h in todo}
+    blocks = [
+        [content_of[i] for i in block]
+        for block in sweep_blocks(sizes, min(settings.sweep_block_hashes, _spread(sizes)))
+    ]
+    params = replace(
+        DEFAULT_SWEEP,
+        postings_per_hash=settings.sweep_postings_per_hash,
+        max_duration_diff_s=settings.max_duration_diff_s,
+    )
+    futures = [sweep_task.submit(index.root, block, params) for block in blocks]
+    blocks_of = {id(f): b for f, b in zip(futures, blocks, strict=True)}
+    swept = 0
+    with cancelled_on_exit(futures):
+        for future in as_completed(futures):
+            store.save_checks(catalog, index.key, future.result(), blocks_of[id(future)])
+            swept += len(blocks_of[id(future)])
+            logger.info("discovery sweep: %d/%d recordings", swept, len(todo))
+    return swept
+
+
+def _spread(sizes: dict[int, int], min_tasks: int = 8) -> int:
+    """Hashes per sweep block that still give a small library ``min_tasks`` tasks."""
+    return max(1, -(-sum(sizes.values()) // min_tasks))
 
 
 def _facts(track: store.TrackRow) -> TrackFacts:
@@ -184,39 +267,47 @@ def _reject_tracks(catalog: Catalog, rejections: list[TrackRejection], run_id: i
 def verify_stage(
     catalog: Catalog,
     tracks: dict[int, store.TrackRow],
-    fps: dict[int, Fingerprint],
+    index: FingerprintStore,
     settings: Settings,
     run_id: int,
-) -> None:
+) -> dict[str, int]:
     """Duplicates, fingerprint verification of title candidates, discovery of missed pairs, and
     the decision of every live proposal with all the evidence (:mod:`mining.verification`).
 
-    One all-against-all sweep of the fingerprint index feeds both the duplicate search and the
-    discovery; title candidates are never called duplicates (their derivation decides).
+    The sweep queries only recordings not swept before; duplicates and discoveries are then
+    decided from the stored checks of the whole library, so earlier checks are never measured
+    again. Title candidates are never called duplicates (their derivation decides).
     """
     logger = get_run_logger()
     paths = {i: t.path for i, t in tracks.items()}
-    index = FingerprintIndex(fps)
-    candidates = candidate_pairs(index, threads=min(os.cpu_count() or 1, 8))
+    indexed = {i: t for i, t in tracks.items() if t.content_hash in index}
+    by_content: dict[str, list[int]] = {}
+    for i, t in sorted(indexed.items()):
+        by_content.setdefault(t.content_hash, []).append(i)
+    swept = sweep_stage(catalog, index, set(by_content), settings)
+    checks = checks_by_track(store.load_checks(catalog, index.key, set(by_content)), by_content)
     known = [(p.original_id, p.instrumental_id) for p in store.all_pairs(catalog)]
     duplicates = find_duplicates(
-        index,
-        durations={i: t.duration_s for i, t in tracks.items() if i in fps},
-        content_hashes={i: t.content_hash for i, t in tracks.items() if i in fps},
-        candidates=candidates,
+        checks,
+        durations={i: t.duration_s for i, t in indexed.items()},
+        content_hashes={i: t.content_hash for i, t in indexed.items()},
         known=known,
     )
     copy_of = {d.track_id: d.duplicate_of for d in duplicates}
     _reject_tracks(catalog, duplicate_rejections(duplicates, paths), run_id)
+
+    def fp(track_id: int) -> Fingerprint:
+        return Fingerprint.from_bytes(index.read_object(indexed[track_id].content_hash))
+
     for pair in store.pairs_with_status(catalog, "candidate"):
         original, instrumental = pair.original_id, pair.instrumental_id
-        if original not in fps or instrumental not in fps:
+        if original not in indexed or instrumental not in indexed:
             continue
-        verdict = verify_pair(fps[original], fps[instrumental])
+        verdict = verify_pair(fp(original), fp(instrumental))
         _apply(catalog, verification_decision(pair.id, verdict), run_id)
     found = [
         d
-        for d in discover_pairs(index, known=known, candidates=candidates)
+        for d in discover_pairs(checks, known=known)
         if d.original_id not in copy_of and d.instrumental_id not in copy_of
     ]
     oriented = [
@@ -248,7 +339,14 @@ def verify_stage(
         _apply(catalog, decision, run_id)
     groups = copy_groups(duplicates, store.all_pairs(catalog), tracks)
     decide_stage(catalog, tracks, groups, run_id)
-    logger.info("fingerprints: %d duplicates, %d pairs discovered", len(duplicates), len(found))
+    logger.info(
+        "fingerprints: swept %d new recordings, %d checks, %d duplicates, %d pairs discovered",
+        swept,
+        len(checks),
+        len(duplicates),
+        len(found),
+    )
+    return {"swept": swept, "checks": len(checks), "discovered": len(found)}
 
 
 def decide_stage(
@@ -418,6 +516,31 @@ def process_stage(
     return qualities
 
 
+def decision_key(settings: Settings) -> str:
+    """A digest of what the match, fingerprint and decision stages depend on besides the
+    library: the release and the settings they read. A run with another key decides again."""
+    from vocalmine import __version__
+
+    read = ("max_duration_diff_s", "max_duration_s", "fingerprint_index", "sweep_postings_per_hash")
+    text = json.dumps([__version__, [getattr(settings, k) for k in read]], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _nothing_changed(
+    catalog: Catalog, library: str, run_id: int, scan: dict[str, Any], key: str
+) -> bool:
+    """True when the last run of ``library`` completed with the same decision key, the scan
+    found nothing new, changed or missing, and no title candidate waits for verification."""
+    previous = store.previous_run(catalog, library, run_id)
+    return (
+        previous is not None
+        and previous[0] == "completed"
+        and previous[1].get("decision_key") == key
+        and not any(scan.get(k) for k in ("new", "updated", "missing"))
+        and not store.pairs_with_status(catalog, "candidate")
+    )
+
+
 def settings_for(**options: Any) -> Settings:
     """Settings for a run: the config file and environment, then the flow's non-None options."""
     config = options.pop("config", None)
@@ -434,10 +557,16 @@ def mine_flow(
     stft_preset: str | None = None,
     segment_skip_s: float | None = None,
     config: str | None = None,
+    resweep: bool = False,
 ) -> dict[str, Any]:
     """Mine ``library`` into shards; safe to re-run and to run twice at once: only new work is done.
 
-    The Dask cluster is the flow's task runner: see :func:`configured_mine_flow`.
+    A run that finds the library as the last completed run left it (no new, changed or missing
+    file, the same decision settings, no candidate waiting) goes straight to the pairs still to
+    process: nothing proportional to the library is matched, fingerprinted or swept.
+    ``resweep``: forget the stored sweep checks and query every recording again (after a change
+    of sweep settings). The Dask cluster is the flow's task runner: see
+    :func:`configured_mine_flow`.
     """
     keep_freed_memory()
     logger = get_run_logger()
@@ -453,6 +582,7 @@ def mine_flow(
     library = str(Path(library).resolve())
     catalog = open_catalog(settings.catalog_url)
     owner = new_owner("mine")
+    key = decision_key(settings)
     with exclusive_lock(catalog, f"mine:{settings.shard_root}/{settings.dataset}"):
         clear_stale_claims(catalog, owner)
         run_id = store.start_run(catalog, library, flow_run_id())
@@ -462,9 +592,14 @@ def mine_flow(
             logger.info("scan: %s", scan)
             rows = store.library_tracks(catalog, library)
             tracks = {t.id: t for t in rows}
-            match_stage(catalog, rows, settings, run_id)
-            fps = fingerprint_stage(catalog, rows, run_id, settings.max_duration_s)
-            verify_stage(catalog, tracks, fps, settings, run_id)
+            quiet = not resweep and _nothing_changed(catalog, library, run_id, scan, key)
+            discovery: dict[str, Any] = {"skipped": quiet}
+            if not quiet:
+                match_stage(catalog, rows, settings, run_id)
+                index = fingerprint_stage(catalog, rows, run_id, settings)
+                if resweep:
+                    store.forget_sweep(catalog, index.key)
+                discovery.update(verify_stage(catalog, tracks, index, settings, run_id))
             preset = get_preset(settings.stft_preset)
             writer = ShardWriter(
                 settings.shard_root, settings.dataset, preset, source_run=str(run_id)
@@ -476,8 +611,10 @@ def mine_flow(
         finally:
             release_pairs(catalog, owner)
             totals = store.counts(catalog)
+            totals["decision_key"] = key
             store.finish_run(catalog, run_id, status, totals)
     totals["scan"] = scan
+    totals["discovery"] = discovery
     totals["shards"] = manifest.get("counts", {})
     catalog.dispose()
     publish_counts("mining-counts", "Mining: tracks, pairs by status, rejections by reason", totals)

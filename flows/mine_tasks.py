@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from vocalmine.core.audio import load_audio
 from vocalmine.core.stft import get_preset
 from vocalmine.mining.discovery import orient_pair
+from vocalmine.mining.fingerprint_index import SweepParams, open_index, sweep_store
 from vocalmine.mining.landmarks import DEFAULT_PARAMS, fingerprint
 from vocalmine.mining.pair_pipeline import PairParams, PairResult, process_pair
 from vocalmine.mining.roles import DEFAULT_ROLE_THRESHOLDS
@@ -73,6 +74,15 @@ def fingerprint_task(
 ) -> list[tuple[str, bytes | None, str | None]]:
     """Landmark fingerprints of (path, content hash) files; decode errors come back as text."""
     return [_fingerprint_file(path, content_hash) for path, content_hash in files]
+
+
+@task(name="sweep", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def sweep_task(
+    index_root: str, contents: list[str], params: SweepParams
+) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """One block of the discovery sweep: these recordings against the on-disk index, read by
+    the worker itself from the data root (nothing but names and numbers travel)."""
+    return sweep_store(open_index(index_root), contents, params)
 
 
 @task(name="orient-pair", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)

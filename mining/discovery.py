@@ -1,8 +1,9 @@
 """Library-wide discovery by fingerprints: pairs that titles missed, copies of one recording,
 and which side of a pair is the original (the mix).
 
-All three start from the :func:`mining.fingerprint_index.candidate_pairs` sweep and confirm
-each candidate with an exact :func:`mining.fingerprint_match.match`.
+The first two decide from the exact checks of the sweep (:class:`mining.fingerprint_index.
+PairCheck`: both directions of :func:`mining.fingerprint_match.match`), which the flow stores,
+so a run decides again without measuring again.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import numpy as np
 
 from vocalmine.core.audio import resample
 from vocalmine.core.reasons import Reason
-from vocalmine.mining.fingerprint_index import FingerprintIndex, candidate_pairs, unordered
-from vocalmine.mining.fingerprint_match import DEFAULT_THRESHOLDS, Suspect, VerifyThresholds, match
+from vocalmine.mining.fingerprint_index import PairCheck, unordered
+from vocalmine.mining.fingerprint_match import DEFAULT_THRESHOLDS, Suspect, VerifyThresholds
 from vocalmine.mining.landmarks import DEFAULT_PARAMS, FingerprintParams, spectrogram
 
 __all__ = ["DiscoveredPair", "Duplicate", "discover_pairs", "find_duplicates", "orient_pair"]
@@ -46,19 +47,17 @@ class DiscoveredPair:
 
 
 def discover_pairs(
-    index: FingerprintIndex,
+    checks: Iterable[PairCheck],
     *,
     known: Iterable[tuple[int, int]] = (),
     thresholds: VerifyThresholds = DEFAULT_THRESHOLDS,
     energy: Mapping[int, float] | None = None,
     orient: Callable[[int, int, float], bool] | None = None,
-    candidates: set[tuple[int, int]] | None = None,
 ) -> list[DiscoveredPair]:
     """Pairs that titles missed: one track's hashes land in another's at one consistent offset
     with a *partial* ratio (``min_ratio`` ≤ ratio < ``copy_ratio``, ≥ ``min_matches``); a ratio
     at or above ``same_audio_ratio`` marks the pair a ``same_audio`` suspect (see
-    :func:`verify_pair`). ``candidates``: the :func:`candidate_pairs` sweep, when the caller
-    already has it.
+    :func:`verify_pair`). ``checks``: the sweep's exact checks, named by track id.
 
     Which side is the original (the mix = instrumental + vocals), in order of preference:
 
@@ -76,12 +75,12 @@ def discover_pairs(
     Pairs in ``known`` (either order) and near-total agreements (copies; see
     :func:`find_duplicates`) are left out.
     """
-    if candidates is None:
-        candidates = candidate_pairs(index, min_matches=thresholds.min_matches)
+    skip = unordered(known)
     found: list[DiscoveredPair] = []
-    for lo, hi in sorted(candidates - unordered(known)):
-        fp_lo, fp_hi = index.fingerprints[lo], index.fingerprints[hi]
-        lo_in_hi, hi_in_lo = match(fp_lo, fp_hi), match(fp_hi, fp_lo)
+    for check in sorted(checks, key=lambda c: (c.a, c.b)):
+        if (check.a, check.b) in skip:
+            continue
+        lo, hi, lo_in_hi, hi_in_lo = check.a, check.b, check.a_in_b, check.b_in_a
         best = max(lo_in_hi.ratio, hi_in_lo.ratio)
         if (
             max(lo_in_hi.n_matches, hi_in_lo.n_matches) < thresholds.min_matches
@@ -126,15 +125,13 @@ class Duplicate:
 
 
 def find_duplicates(
-    index: FingerprintIndex,
+    checks: Iterable[PairCheck],
     *,
     durations: Mapping[int, float] | None = None,
     content_hashes: Mapping[int, str] | None = None,
     same_audio_ratio: float = DEFAULT_THRESHOLDS.same_audio_ratio,
     max_offset_s: float = 0.5,
     max_duration_diff_s: float = 1.0,
-    min_matches: int = DEFAULT_THRESHOLDS.min_matches,
-    candidates: set[tuple[int, int]] | None = None,
     known: Iterable[tuple[int, int]] = (),
 ) -> list[Duplicate]:
     """Copies of one recording: equal content hashes, or near-total fingerprint agreement in both
@@ -144,9 +141,9 @@ def find_duplicates(
     Pairs in ``known`` (either order: the title candidates, where one title says
     "instrumental") are never called copies by fingerprint: a real pair whose vocals are quiet
     agrees as much as a copy does, and its derivation decides (see :func:`verify_pair`).
-    ``candidates``: the :func:`candidate_pairs` sweep, when the caller already has it.
+    ``checks``: the sweep's exact checks, named by track id.
 
-    ``durations`` default to the fingerprints' own lengths. Groups are closed transitively;
+    Without ``durations`` the lengths are not compared. Groups are closed transitively;
     every member but the lowest id of its group is reported once, with its first evidence.
     """
     parent: dict[int, int] = {}
@@ -171,19 +168,16 @@ def find_duplicates(
         else:
             first_with[digest] = track_id
 
-    def duration(track_id: int) -> float | None:
-        if durations is not None:
-            return durations.get(track_id)
-        return index.fingerprints[track_id].duration_s
-
-    if candidates is None:
-        candidates = candidate_pairs(index, min_matches=min_matches)
-    for lo, hi in sorted(candidates - unordered(known)):
-        dur_lo, dur_hi = duration(lo), duration(hi)
-        if dur_lo is None or dur_hi is None or abs(dur_lo - dur_hi) > max_duration_diff_s:
+    skip = unordered(known)
+    for check in sorted(checks, key=lambda c: (c.a, c.b)):
+        lo, hi = check.a, check.b
+        if (lo, hi) in skip:
             continue
-        forward = match(index.fingerprints[hi], index.fingerprints[lo])
-        backward = match(index.fingerprints[lo], index.fingerprints[hi])
+        if durations is not None:
+            dur_lo, dur_hi = durations.get(lo), durations.get(hi)
+            if dur_lo is None or dur_hi is None or abs(dur_lo - dur_hi) > max_duration_diff_s:
+                continue
+        forward, backward = check.b_in_a, check.a_in_b
         agreement = min(forward.ratio, backward.ratio)
         if agreement >= same_audio_ratio and abs(forward.offset_s) <= max_offset_s:
             join(lo, hi, "fingerprint", agreement)

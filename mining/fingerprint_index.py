@@ -1,69 +1,189 @@
-"""The library-wide inverted index of landmark hashes, and the all-pairs sweep over it.
+"""The library-wide sweep: which tracks share enough landmark hashes at one offset to be worth
+an exact :func:`mining.fingerprint_match.match`, with work and memory per track that do not
+grow with the library.
 
-:class:`FingerprintIndex` maps hash → (track, time) over many fingerprints (one sort);
-:func:`candidate_pairs` sweeps it once for every pair of tracks sharing enough hashes at one
-offset: the only pairs worth an exact :func:`mining.fingerprint_match.match`, which
-:mod:`mining.discovery` then runs.
+The postings (hash → fingerprint id, time) come in :data:`~storage.fingerprint_store.N_BUCKETS`
+buckets, from the on-disk :class:`~storage.fingerprint_store.FingerprintStore` or from the
+in-memory :class:`FingerprintIndex`. :func:`sweep` queries a block of fingerprints against them:
+
+1. **Rarest hashes first, within a budget.** Every query hash (with its Δt neighbours) is
+   counted in the index; hashes found nowhere else are dropped, the rest are taken from the
+   rarest up while their postings fit in a budget proportional to the query's length
+   (``SweepParams.postings_per_hash``). In a small library that is nearly every hash; in a
+   large one it is the hashes that still carry identity (the inverse document
+   frequency idea of text retrieval, AcoustID's "subset of values"). This replaces an absolute
+   stop-word cap, under which a hash posted more than 256 times in the whole library was
+   ignored and recall fell to zero as libraries grew.
+2. **Duration blocking.** Only tracks whose lengths differ by at most
+   ``max_duration_diff_s`` vote (a discovered pair or a copy further apart is rejected anyway).
+3. **Votes per (track, offset) cell**, counted over the hits of the block only: memory bounded
+   by the budget, never by the library size.
+4. **Exact re-scoring** of the ``max_candidates`` best-voted tracks per query with
+   :func:`match` in both directions: the returned :class:`PairCheck` numbers are exact, so
+   a check's outcome does not depend on the budget.
+
+Why hand-written: no maintained Python library offers an on-disk landmark index with offset
+voting (audfprint is a script with a fixed in-memory table; Olaf and Panako are C and Java).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from vocalmine.mining.fingerprint_match import (
     DEFAULT_THRESHOLDS,
+    MatchResult,
     check_compatible,
     count_between,
-    expand_hashes,
+    expand_variants,
     hash_postings,
+    match,
 )
-from vocalmine.mining.landmarks import DEFAULT_PARAMS, Fingerprint
+from vocalmine.mining.landmarks import DEFAULT_PARAMS, Fingerprint, FingerprintParams
+from vocalmine.storage.fingerprint_store import (
+    N_BUCKETS,
+    FingerprintStore,
+    bucket_of,
+    bucket_rows,
+    sorted_postings,
+)
 
-__all__ = ["FingerprintIndex", "IndexHits", "candidate_pairs", "unordered"]
+__all__ = [
+    "DEFAULT_SWEEP",
+    "FingerprintIndex",
+    "Postings",
+    "PairCheck",
+    "SweepParams",
+    "open_index",
+    "sweep",
+    "sweep_blocks",
+    "sweep_index",
+    "sweep_store",
+    "unordered",
+]
 
 
 @dataclass(frozen=True)
-class IndexHits:
-    """Result of :meth:`FingerprintIndex.query`, one entry per indexed track sharing hashes with
-    the query: its id, the votes for its best offset, that offset (frames; query time ``t`` ↔
-    track time ``t + offset``) and the votes over the query's hashes in the overlap."""
+class SweepParams:
+    """How :func:`sweep` picks the tracks worth an exact match."""
 
-    track_ids: np.ndarray
-    n_matches: np.ndarray
-    offset_frames: np.ndarray
-    ratio: np.ndarray
+    #: Postings read per query hash, rarest hashes first (a query of n hashes reads at most
+    #: ``max(min_postings, postings_per_hash × n)``, ≈ 12 bytes of memory each while its block
+    #: is voted): what keeps the work per track from growing with the library.
+    postings_per_hash: float = 4.0
+    #: The budget of the shortest queries.
+    min_postings: int = 2_000
+    #: Fewest votes for one offset (± ``tolerance_frames``) that make a track a candidate.
+    min_votes: int = 8
+    #: Smallest share of the query's looked-up hashes (in the overlap) voting for that offset.
+    min_ratio: float = DEFAULT_THRESHOLDS.near_min_ratio / 2
+    #: At most this many candidates per query (the best-voted) are re-scored exactly.
+    max_candidates: int = 32
+    #: Tracks whose lengths differ by more than this never vote (None: no blocking).
+    max_duration_diff_s: float | None = 5.0
+    #: Landmark Δt jitter looked up (see :func:`mining.fingerprint_match.match`).
+    dt_tolerance: int = 1
+    #: Offsets within this many frames of the best one count as agreeing.
+    tolerance_frames: int = 1
 
 
-#: Largest (tracks × offsets) vote table counted densely with ``np.bincount`` (int64: 256 MB);
-#: larger queries count the occupied cells only, by sorting.
-_DENSE_VOTES = 1 << 25
+DEFAULT_SWEEP = SweepParams()
+
+
+@dataclass(frozen=True)
+class PairCheck:
+    """The exact match of two fingerprints in both directions, ``a < b``: what discovery and
+    the duplicate search decide from (stored, so a decision is never re-measured)."""
+
+    a: int
+    b: int
+    a_in_b: MatchResult
+    b_in_a: MatchResult
+
+    def renamed(self, a: int, b: int) -> PairCheck:
+        """The same check between other names of the two sides (kept in ``a < b`` order)."""
+        if a < b:
+            return PairCheck(a, b, self.a_in_b, self.b_in_a)
+        return PairCheck(b, a, self.b_in_a, self.a_in_b)
+
+
+def unordered(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Pairs of ids as (lower id, higher id)."""
+    return {(min(a, b), max(a, b)) for a, b in pairs}
+
+
+class Postings(Protocol):
+    """What :func:`sweep` reads: the sorted postings of each bucket, in one or more parts
+    (:class:`FingerprintIndex` in memory, :class:`~storage.fingerprint_store.FingerprintStore`
+    on disk)."""
+
+    def bucket(self, bucket: int) -> list[np.ndarray]:
+        """(3, n) uint32 arrays (hash, fingerprint id, time bits), each sorted by hash."""
+        ...
+
+
+class FingerprintIndex:
+    """The postings of a few fingerprints in memory (tests, benchmarks, one-off comparisons);
+    fingerprint ids are the positions of the sorted track ids."""
+
+    def __init__(self, fingerprints: Mapping[int, Fingerprint]) -> None:
+        """Index ``fingerprints`` by track id."""
+        self.track_ids = np.array(sorted(fingerprints), dtype=np.int64)
+        self.fingerprints = {int(i): fingerprints[int(i)] for i in self.track_ids}
+        params = {fp.params for fp in self.fingerprints.values()}
+        if len(params) > 1:
+            raise ValueError("fingerprints made with different parameters cannot be indexed")
+        self.params = params.pop() if params else DEFAULT_PARAMS
+        fps = [self.fingerprints[int(i)] for i in self.track_ids]
+        self.n_frames = np.array([fp.n_frames for fp in fps], dtype=np.int64)
+        chunks: list[list[np.ndarray]] = [[] for _ in range(N_BUCKETS)]
+        for position, fp in enumerate(fps):
+            for b, rows in enumerate(bucket_rows(position, fp.hashes, fp.times)):
+                chunks[b].append(rows)
+        self._buckets = [sorted_postings(c) for c in chunks]
+
+    def __len__(self) -> int:
+        return int(self.track_ids.size)
+
+    def bucket(self, bucket: int) -> list[np.ndarray]:
+        """The one sorted part of a bucket."""
+        return [self._buckets[bucket]]
+
+    def reference(self, position: int) -> Fingerprint:
+        """The fingerprint at one position."""
+        return self.fingerprints[int(self.track_ids[position])]
+
+
+def _mixed(values: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random order of hash values (Knuth's multiplicative hash): among equally
+    rare hashes every query prefers the same ones, whatever their frequency band."""
+    return (values.astype(np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
+
+
+def _counts(parts: list[np.ndarray], needles: np.ndarray) -> np.ndarray:
+    """How many postings each needle has over the parts of one bucket."""
+    total = np.zeros(needles.size, dtype=np.int64)
+    for part in parts:
+        keys = part[0]
+        total += np.searchsorted(keys, needles, "right") - np.searchsorted(keys, needles, "left")
+    return total
 
 
 def _best_offsets(
     owner: np.ndarray, offsets: np.ndarray, tolerance: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every owner that received votes: the offset with the most votes within ± ``tolerance``
-    frames, and that many votes. Votes are counted per (owner, offset) cell, densely with one
-    ``bincount`` when the table is small enough (the common case: a 4-minute query against a few
-    hundred tracks), else over the occupied cells (``np.unique``), which costs a sort."""
+    """For every owner that received votes: the offset with the most votes within
+    ± ``tolerance`` frames, and that many votes. Counted over the occupied (owner, offset)
+    cells only (one sort), so memory follows the votes, not the number of owners."""
+    if owner.size == 0:
+        empty = np.empty(0, np.int64)
+        return empty, empty, empty
     lo = int(offsets.min()) - tolerance
     span = int(offsets.max()) - lo + tolerance + 1
-    n_owners = int(owner.max()) + 1
-    if n_owners * span <= _DENSE_VOTES:
-        table = np.bincount(owner * span + (offsets - lo), minlength=n_owners * span)
-        table = table.reshape(n_owners, span)
-        windowed = table.copy()
-        for d in range(1, tolerance + 1):
-            windowed[:, d:] += table[:, :-d]
-            windowed[:, :-d] += table[:, d:]
-        best = windowed.argmax(axis=1)
-        votes = windowed[np.arange(n_owners), best]
-        present = np.flatnonzero(votes)
-        return present, best[present] + lo, votes[present]
     keys, counts = np.unique(owner * span + (offsets - lo), return_counts=True)
     windowed = counts.copy()
     for d in range(1, tolerance + 1):
@@ -76,131 +196,215 @@ def _best_offsets(
     return track[first], keys[first] % span + lo, windowed[first]
 
 
-class FingerprintIndex:
-    """Inverted index hash → (track, time) over many fingerprints, built with one sort.
+def sweep(
+    postings: Postings,
+    n_frames: np.ndarray,
+    queries: Mapping[int, Fingerprint],
+    reference: Callable[[int], Fingerprint],
+    params: SweepParams = DEFAULT_SWEEP,
+) -> list[PairCheck]:
+    """Exact checks of every indexed fingerprint that the ``queries`` (fingerprint id →
+    fingerprint, all of them indexed already) find by the rule of the module docstring.
 
-    Memory is about 12 bytes per hash (≈ 150 hashes per second of audio with the default
-    parameters, so ≈ 0.45 MB per 4-minute track, 4.5 GB for 10,000 tracks: index a library in
-    batches of artists or decades when it is larger than memory allows).
+    ``n_frames[id]``: length of every indexed fingerprint (-1: gone); ``reference(id)``: an
+    indexed fingerprint, for the exact re-scoring. A pair found from both of its sides is
+    returned once.
     """
+    ids = sorted(queries)
+    if not ids:
+        return []
+    fps = [queries[i] for i in ids]
+    for fp in fps[1:]:
+        check_compatible(fps[0], fp)
+    frame_s = fps[0].frame_s
+    # Every query hash with its Δt neighbours, sorted by bucket then value.
+    variant, slot, position = [], [], []
+    for k, fp in enumerate(fps):
+        v, owner = expand_variants(fp.hashes, params.dt_tolerance)
+        variant.append(v)
+        slot.append(np.full(v.size, k, dtype=np.int64))
+        position.append(owner.astype(np.int64))
+    v_hash = np.concatenate(variant)
+    v_slot = np.concatenate(slot)
+    v_pos = np.concatenate(position)
+    v_bucket = bucket_of(v_hash)
+    order = np.lexsort((v_hash, v_bucket))
+    v_hash, v_slot, v_pos, v_bucket = v_hash[order], v_slot[order], v_pos[order], v_bucket[order]
+    bounds = np.searchsorted(v_bucket, np.arange(N_BUCKETS + 1))
+    # 1. How often each is posted in the whole index, and how often in the query itself.
+    df = np.zeros(v_hash.size, dtype=np.int64)
+    for b in range(N_BUCKETS):
+        s, e = bounds[b], bounds[b + 1]
+        if e > s:
+            df[s:e] = _counts(postings.bucket(b), v_hash[s:e])
+    own_keys = np.sort(
+        np.concatenate([(k << 32) | fp.hashes.astype(np.int64) for k, fp in enumerate(fps)])
+    )
+    v_keys = (v_slot << 32) | v_hash.astype(np.int64)
+    own = np.searchsorted(own_keys, v_keys, "right") - np.searchsorted(own_keys, v_keys, "left")
+    del own_keys, v_keys
+    # 2. Rarest first within the budget: per query, the variants found elsewhere, by document
+    # frequency then the fixed pseudo-random order, while the postings read fit the budget.
+    useful = df > own
+    rank = np.lexsort((_mixed(v_hash), df, v_slot))
+    spent = np.cumsum(np.where(useful[rank], df[rank], 0))
+    slot_start = np.searchsorted(v_slot[rank], np.arange(len(fps)))
+    before = np.r_[0, spent][slot_start][v_slot[rank]]
+    budget = np.array(
+        [max(params.min_postings, int(params.postings_per_hash * len(fp))) for fp in fps]
+    )
+    chosen = np.zeros(v_hash.size, dtype=bool)
+    chosen[rank] = useful[rank] & (spent - before <= budget[v_slot[rank]])
+    # 3. The postings of the chosen variants, from the duration-compatible tracks only.
+    query_id = np.array(ids, dtype=np.int64)
+    query_frames = np.array([fp.n_frames for fp in fps], dtype=np.int64)
+    max_diff = (
+        None
+        if params.max_duration_diff_s is None
+        else int(np.ceil(params.max_duration_diff_s / frame_s))
+    )
+    flat_times = np.concatenate([fp.times.astype(np.int64) for fp in fps])
+    base = np.r_[0, np.cumsum([len(fp) for fp in fps])[:-1]].astype(np.int64)
+    hit_slot, hit_ref, hit_offset = [], [], []
+    for b in range(N_BUCKETS):
+        s, e = bounds[b], bounds[b + 1]
+        pick = np.flatnonzero(chosen[s:e]) + s
+        if pick.size == 0:
+            continue
+        needles = v_hash[pick]
+        for part in postings.bucket(b):
+            lo = np.searchsorted(part[0], needles, "left")
+            hi = np.searchsorted(part[0], needles, "right")
+            qi, ri = hash_postings(np.arange(pick.size), lo, hi - lo)
+            if ri.size == 0:
+                continue
+            ref = part[1][ri].astype(np.int64)
+            ref_time = part[2][ri].view(np.int32).astype(np.int64)
+            known = ref < n_frames.size  # indexed after ``n_frames`` was read: next run's
+            qi, ref, ref_time = qi[known], ref[known], ref_time[known]
+            k = v_slot[pick[qi]]
+            keep = ref != query_id[k]
+            if max_diff is not None:
+                keep &= np.abs(n_frames[ref] - query_frames[k]) <= max_diff
+            keep &= n_frames[ref] >= 0
+            k, qpos = k[keep], v_pos[pick[qi]][keep]
+            hit_slot.append(k)
+            hit_ref.append(ref[keep])
+            hit_offset.append(ref_time[keep] - flat_times[base[k] + qpos])
+    if not hit_slot:
+        return []
+    h_slot = np.concatenate(hit_slot)
+    h_ref = np.concatenate(hit_ref)
+    h_offset = np.concatenate(hit_offset)
+    del hit_slot, hit_ref, hit_offset
+    # 4. Votes per (query, track, offset) cell; the best offset of each (query, track).
+    cell, owner = np.unique(h_slot * (int(n_frames.size) + 1) + h_ref, return_inverse=True)
+    best_owner, best_offset, votes = _best_offsets(
+        owner.astype(np.int64), h_offset, params.tolerance_frames
+    )
+    del h_slot, h_ref, h_offset, owner
+    c_slot = cell[best_owner] // (int(n_frames.size) + 1)
+    c_ref = cell[best_owner] % (int(n_frames.size) + 1)
+    strong = votes >= params.min_votes
+    c_slot, c_ref, best_offset, votes = (
+        c_slot[strong],
+        c_ref[strong],
+        best_offset[strong],
+        votes[strong],
+    )
+    # The share of the query's looked-up hashes (in the overlap) voting for that offset.
+    span = np.int64(1) << 32
+    chosen_at = np.unique(v_slot[chosen] * span + v_pos[chosen])
+    slot_of, pos_of = chosen_at // span, chosen_at % span
+    looked_up = np.sort(slot_of * span + flat_times[base[slot_of] + pos_of])
+    start = c_slot * span + np.clip(-best_offset, 0, span - 1)
+    stop = c_slot * span + np.clip(n_frames[c_ref] - best_offset, 0, span - 1)
+    overlap = count_between(looked_up, start, np.maximum(start, stop))
+    ratio = votes / np.maximum(overlap, 1)
+    keep = ratio >= params.min_ratio
+    c_slot, c_ref, votes = c_slot[keep], c_ref[keep], votes[keep]
+    # 5. The best-voted candidates of each query, re-scored exactly in both directions.
+    order = np.lexsort((c_ref, -votes, c_slot))
+    checks: dict[tuple[int, int], PairCheck] = {}
+    taken: dict[int, int] = {}
+    cache: dict[int, Fingerprint] = {i: fp for i, fp in zip(ids, fps, strict=True)}
+    for k, r in zip(c_slot[order].tolist(), c_ref[order].tolist(), strict=True):
+        if taken.get(k, 0) >= params.max_candidates:
+            continue
+        taken[k] = taken.get(k, 0) + 1
+        q = ids[k]
+        key = (min(q, r), max(q, r))
+        if key in checks:
+            continue
+        if r not in cache:
+            cache[r] = reference(r)
+        a, b = key
+        checks[key] = PairCheck(a, b, match(cache[a], cache[b]), match(cache[b], cache[a]))
+    return [checks[k] for k in sorted(checks)]
 
-    def __init__(
-        self,
-        fingerprints: Mapping[int, Fingerprint],
-        *,
-        max_postings: int = 256,
-    ) -> None:
-        """Index ``fingerprints`` by track id; hashes posted more than ``max_postings`` times in
-        the whole index are ignored at query time (they carry no identity)."""
-        self.track_ids = np.array(sorted(fingerprints), dtype=np.int64)
-        self.fingerprints = {int(i): fingerprints[int(i)] for i in self.track_ids}
-        params = {fp.params for fp in self.fingerprints.values()}
-        if len(params) > 1:
-            raise ValueError("fingerprints made with different parameters cannot be indexed")
-        self.params = params.pop() if params else DEFAULT_PARAMS
-        self.max_postings = max_postings
-        fps = [self.fingerprints[int(i)] for i in self.track_ids]
-        sizes = np.array([len(fp) for fp in fps], dtype=np.int64)
-        self.n_frames = np.array([fp.n_frames for fp in fps], dtype=np.int64)
-        hashes = np.concatenate([fp.hashes for fp in fps]) if fps else np.empty(0, np.uint32)
-        times = np.concatenate([fp.times for fp in fps]) if fps else np.empty(0, np.int32)
-        owner = np.repeat(np.arange(len(fps), dtype=np.int32), sizes)
-        order = np.argsort(hashes, kind="stable")
-        self.hashes = hashes[order]
-        self.times = times[order]
-        self.owner = owner[order]
 
-    def __len__(self) -> int:
-        return int(self.track_ids.size)
-
-    def query(
-        self,
-        fp: Fingerprint,
-        *,
-        exclude: int | None = None,
-        tolerance_frames: int = 1,
-        dt_tolerance: int = 1,
-    ) -> IndexHits:
-        """Best offset and votes of ``fp`` in every indexed track that shares a hash with it."""
-        check_compatible(fp, next(iter(self.fingerprints.values()), fp))
-        empty = IndexHits(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0))
-        qi, ri = expand_hashes(self.hashes, fp.hashes, self.max_postings, dt_tolerance)
-        if exclude is not None and qi.size and exclude in self.fingerprints:
-            keep = self.owner[ri] != int(np.searchsorted(self.track_ids, exclude))
-            qi, ri = qi[keep], ri[keep]
-        if qi.size == 0:
-            return empty
-        owner = self.owner[ri].astype(np.int64)
-        offsets = self.times[ri].astype(np.int64) - fp.times[qi]
-        best_track, best_offset, votes = _best_offsets(owner, offsets, tolerance_frames)
-        query_times = np.sort(fp.times.astype(np.int64))
-        overlap = np.maximum(
-            count_between(query_times, -best_offset, self.n_frames[best_track] - best_offset), 1
-        )
-        return IndexHits(
-            track_ids=self.track_ids[best_track],
-            n_matches=votes,
-            offset_frames=best_offset.astype(np.float64),
-            ratio=np.minimum(1.0, votes / overlap),
-        )
+def sweep_blocks(sizes: Mapping[int, int], budget_hashes: int) -> list[list[int]]:
+    """Query ids cut into blocks of about ``budget_hashes`` hashes each (in id order): the unit
+    of work of one sweep task, which bounds its memory."""
+    blocks: list[list[int]] = []
+    total = 0
+    for fp_id in sorted(sizes):
+        if not blocks or total >= budget_hashes:
+            blocks.append([])
+            total = 0
+        blocks[-1].append(fp_id)
+        total += int(sizes[fp_id])
+    return blocks
 
 
-def unordered(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
-    """Pairs of track ids as (lower id, higher id), the form :func:`candidate_pairs` returns."""
-    return {(min(a, b), max(a, b)) for a, b in pairs}
-
-
-def candidate_pairs(
+def sweep_index(
     index: FingerprintIndex,
+    params: SweepParams = DEFAULT_SWEEP,
     *,
-    min_matches: int = DEFAULT_THRESHOLDS.min_matches,
-    min_ratio: float = DEFAULT_THRESHOLDS.near_min_ratio / 2,
-    threads: int = 1,
-) -> set[tuple[int, int]]:
-    """(lower id, higher id) of every indexed pair where one track's hashes give at least
-    ``min_matches`` votes for one offset in the other, and at least ``min_ratio`` of its hashes
-    there: the only pairs worth an exact :func:`match`. Exact Δt, so the ratio runs below
-    :func:`match`'s, hence the halved default; :func:`discover_pairs` and
-    :func:`find_duplicates` share one sweep when the caller passes it to both.
-
-    Each pair is looked at once, not once from each side: with exact Δt the votes of ``a`` in
-    ``b`` at offset ``d`` are the votes of ``b`` in ``a`` at ``-d``, so each track's hashes are
-    looked up among the postings of the tracks after it only (a hash's postings are in track
-    order, so one more binary search finds where those start), and the share of hashes is taken
-    on both sides at the offset found. That halves the sweep, which grows with the square of
-    the library. The tracks run on ``threads`` threads (numpy's searching and counting release
-    the GIL).
-    """
-    n = len(index)
-    keys = (index.hashes.astype(np.uint64) << np.uint64(32)) | index.owner.astype(np.uint64)
-    fps = [index.fingerprints[int(i)] for i in index.track_ids]
-    times = [np.sort(fp.times.astype(np.int64)) for fp in fps]
-
-    def partners(k: int) -> set[tuple[int, int]]:
-        fp = fps[k]
-        base = fp.hashes.astype(np.uint64) << np.uint64(32)
-        first = np.searchsorted(keys, base, side="left")
-        end = np.searchsorted(keys, base | np.uint64(0xFFFFFFFF), side="right")
-        later = np.searchsorted(keys, base | np.uint64(k + 1), side="left")
-        count = np.where(end - first > index.max_postings, 0, end - later)
-        qi, ri = hash_postings(np.arange(fp.hashes.size), later, count)
-        if qi.size == 0:
-            return set()
-        offsets = index.times[ri].astype(np.int64) - fp.times[qi]
-        local, offset, votes = _best_offsets(index.owner[ri].astype(np.int64) - (k + 1), offsets, 1)
-        enough = votes >= min_matches
-        others, offset, votes = local[enough] + k + 1, offset[enough], votes[enough]
-        mine = count_between(times[k], -offset, index.n_frames[others] - offset)
-        theirs = np.array(
-            [
-                count_between(times[o], d, d + index.n_frames[k])
-                for o, d in zip(others.tolist(), offset.tolist(), strict=True)
-            ],
-            dtype=np.int64,
+    block_hashes: int = 2_000_000,
+    queries: Iterable[int] | None = None,
+) -> list[PairCheck]:
+    """Every check of an in-memory index (or of the tracks ``queries`` only), named by track
+    id: the whole sweep in one process, in blocks."""
+    position = {int(t): p for p, t in enumerate(index.track_ids.tolist())}
+    wanted = [position[int(t)] for t in (index.track_ids if queries is None else queries)]
+    sizes = {p: len(index.reference(p)) for p in wanted}
+    out: dict[tuple[int, int], PairCheck] = {}
+    for block in sweep_blocks(sizes, block_hashes):
+        found = sweep(
+            index, index.n_frames, {p: index.reference(p) for p in block}, index.reference, params
         )
-        strong = np.minimum(1.0, votes / np.maximum(np.minimum(mine, theirs), 1)) >= min_ratio
-        own = int(index.track_ids[k])
-        return unordered((own, int(index.track_ids[o])) for o in others[strong])
+        for check in found:
+            named = check.renamed(int(index.track_ids[check.a]), int(index.track_ids[check.b]))
+            out[(named.a, named.b)] = named
+    return [out[k] for k in sorted(out)]
 
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        return set().union(*pool.map(partners, range(n)))
+
+def open_index(root: str, params: FingerprintParams = DEFAULT_PARAMS) -> FingerprintStore:
+    """The on-disk index of fingerprints made with ``params`` under ``root``."""
+    return FingerprintStore(root, asdict(params))
+
+
+def sweep_store(
+    store: FingerprintStore, contents: Iterable[str], params: SweepParams = DEFAULT_SWEEP
+) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """Sweep the on-disk index with the indexed recordings ``contents`` (one block: what one
+    task does), as rows (content a, content b, a in b, b in a) with content a < b, the form
+    the catalog stores."""
+    entries = store.entries
+    content_of = store.content_by_id()
+
+    def load(fp_id: int) -> Fingerprint:
+        return Fingerprint.from_bytes(store.read_object(content_of[fp_id]))
+
+    queries = {entries[h].fp_id: load(entries[h].fp_id) for h in contents}
+    try:
+        checks = sweep(store, store.n_frames_by_id(), queries, load, params)
+    finally:
+        store.release()
+    rows = []
+    for check in checks:
+        a, b = content_of[check.a], content_of[check.b]
+        a_in_b, b_in_a = asdict(check.a_in_b), asdict(check.b_in_a)
+        rows.append((a, b, a_in_b, b_in_a) if a < b else (b, a, b_in_a, a_in_b))
+    return rows

@@ -34,6 +34,7 @@ __all__ = [
     "check_compatible",
     "count_between",
     "expand_hashes",
+    "expand_variants",
     "hash_postings",
     "match",
     "verify_pair",
@@ -70,7 +71,7 @@ def check_compatible(a: Fingerprint, b: Fingerprint) -> None:
         raise ValueError("fingerprints made with different parameters cannot be compared")
 
 
-def _variants(query_hashes: np.ndarray, dt_tolerance: int) -> tuple[np.ndarray, np.ndarray]:
+def expand_variants(query_hashes: np.ndarray, dt_tolerance: int) -> tuple[np.ndarray, np.ndarray]:
     """Each query hash with its Δt field moved by up to ± ``dt_tolerance`` frames, and the index
     of the hash it came from. A shift of a fraction of a frame rounds the two peaks of a landmark
     to different frames about half the time; looking up the neighbours absorbs that jitter."""
@@ -93,7 +94,7 @@ def expand_hashes(
     """All (query index, reference index) pairs with equal hashes (Δt within ``dt_tolerance``);
     hashes posted more than ``max_postings`` times in the reference are skipped (stop words:
     silence, drones)."""
-    variants, owners = _variants(query_hashes, dt_tolerance)
+    variants, owners = expand_variants(query_hashes, dt_tolerance)
     lo = np.searchsorted(sorted_hashes, variants, side="left")
     hi = np.searchsorted(sorted_hashes, variants, side="right")
     count = hi - lo
@@ -132,7 +133,7 @@ def match(
 
     ``tolerance_frames``: offsets within this many frames of the best one count as agreeing
     (absorbs peaks rounded to neighbouring frames); ``dt_tolerance``: landmark Δt jitter looked
-    up (see :func:`_variants`); ``max_postings``: reference hashes more frequent than this are
+    up (see :func:`expand_variants`); ``max_postings``: reference hashes more frequent than this are
     ignored; ``coverage_bin_s``: the time unit of :attr:`MatchResult.coverage`.
     """
     check_compatible(query, ref)

@@ -1,5 +1,5 @@
-"""The mining flow's decision rules over catalog facts: which fingerprints are stale, what a
-fingerprint verification or discovery decides about a pair, copy groups, the title / copy /
+"""The mining flow's decision rules over catalog facts: the stored sweep checks named by track,
+what a fingerprint verification or discovery decides about a pair, copy groups, the title / copy /
 role decisions over every live pair, and which pairs a (resumed) run still has to process.
 
 Pure functions over plain data (:class:`PairFacts`, :class:`mining.decisions.TrackFacts`, the
@@ -24,8 +24,9 @@ from vocalmine.mining.decisions import (
     title_checks,
 )
 from vocalmine.mining.discovery import DiscoveredPair, Duplicate
+from vocalmine.mining.fingerprint_index import PairCheck
+from vocalmine.mining.fingerprint_match import MatchResult
 from vocalmine.mining.fingerprint_match import Verdict as FingerprintVerdict
-from vocalmine.mining.landmarks import DEFAULT_PARAMS, Fingerprint, FingerprintParams
 from vocalmine.mining.matching import TrackRef, duration_reason
 
 #: Pair statuses whose pairs take part in the decisions (mined ones are kept, never rejected).
@@ -98,12 +99,19 @@ class PairDecision:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-def stale_fingerprints(
-    stored: Mapping[str, bytes], params: FingerprintParams = DEFAULT_PARAMS
-) -> set[str]:
-    """Content hashes whose stored fingerprint was made with other parameters (an older
-    release): they are recomputed."""
-    return {h for h, data in stored.items() if Fingerprint.from_bytes(data).params != params}
+def checks_by_track(
+    rows: Iterable[tuple[str, str, dict[str, Any], dict[str, Any]]],
+    tracks_by_content: Mapping[str, list[int]],
+) -> list[PairCheck]:
+    """The stored sweep checks (content a, content b, a in b, b in a) as checks between
+    tracks: one per pair of tracks holding the two recordings."""
+    out = []
+    for a, b, a_in_b, b_in_a in rows:
+        check = PairCheck(0, 1, MatchResult(**a_in_b), MatchResult(**b_in_a))
+        for track_a in tracks_by_content.get(a, []):
+            for track_b in tracks_by_content.get(b, []):
+                out.append(check.renamed(track_a, track_b))
+    return sorted(out, key=lambda c: (c.a, c.b))
 
 
 def duplicate_rejections(

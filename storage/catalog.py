@@ -171,10 +171,11 @@ class TrainingMetric(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Fingerprint(Base):
-    """Landmark hashes of one audio content, computed once per content hash."""
+class LegacyFingerprint(Base):
+    """Fingerprint blobs as catalogs before migration 0003 kept them; the mine flow moves any
+    left here into the on-disk index (:mod:`storage.fingerprint_store`) and deletes them."""
 
-    __tablename__ = "fingerprints"
+    __tablename__ = "legacy_fingerprints"
 
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     sample_rate: Mapped[int] = mapped_column(Integer)
@@ -182,6 +183,35 @@ class Fingerprint(Base):
     n_hashes: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FingerprintCheck(Base):
+    """The exact match of two recordings found by the discovery sweep, in both directions,
+    whatever it led to (a pair, a copy, or nothing): a later run decides from it again
+    without measuring again. ``content_a`` < ``content_b``; ``index_key`` names the
+    fingerprint parameters."""
+
+    __tablename__ = "fingerprint_checks"
+    __table_args__ = (UniqueConstraint("index_key", "content_a", "content_b"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    index_key: Mapped[str] = mapped_column(String(32))
+    content_a: Mapped[str] = mapped_column(String(64), index=True)
+    content_b: Mapped[str] = mapped_column(String(64), index=True)
+    a_in_b: Mapped[dict[str, Any]] = mapped_column(JSON)
+    b_in_a: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SweptContent(Base):
+    """A recording already queried against the fingerprint index: later recordings find it
+    through their own query, so it is never queried again (until a full re-sweep)."""
+
+    __tablename__ = "swept_contents"
+
+    index_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    swept_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,4 +1,5 @@
-"""The mining flow's view of the catalog: runs, tracks to match, pairs, rejections, fingerprints.
+"""The mining flow's view of the catalog: runs, tracks to match, pairs, rejections, and the
+discovery sweep's checks (the fingerprints themselves live in ``storage/fingerprint_store.py``).
 
 Kept apart from the flow so the flow stays a thin composition and every query lives in one place.
 Claims and run locks live in ``storage/locks.py``.
@@ -18,13 +19,22 @@ from sqlalchemy import func, or_, select
 
 from vocalmine.storage.catalog import (
     Catalog,
-    Fingerprint,
+    FingerprintCheck,
+    LegacyFingerprint,
     MiningRun,
     Pair,
     Rejection,
+    SweptContent,
     Track,
     utcnow,
 )
+
+#: Values per ``IN (...)`` clause (SQLite allows 32,766 variables; PostgreSQL more).
+_IN_BATCH = 900
+
+
+def _batched(values: list[str]) -> list[list[str]]:
+    return [values[i : i + _IN_BATCH] for i in range(0, len(values), _IN_BATCH)]
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,20 @@ def finish_run(catalog: Catalog, run_id: int, status: str, counts: dict[str, Any
             run.counts = counts
 
 
+def previous_run(
+    catalog: Catalog, library_root: str, before: int
+) -> tuple[str, dict[str, Any]] | None:
+    """Status and counts of the last run of ``library_root`` before run ``before``."""
+    with catalog.session() as session:
+        run = session.execute(
+            select(MiningRun)
+            .where(MiningRun.library_root == library_root, MiningRun.id < before)
+            .order_by(MiningRun.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        return None if run is None else (run.status, dict(run.counts or {}))
+
+
 def library_tracks(catalog: Catalog, library_root: str) -> list[TrackRow]:
     """Readable tracks under ``library_root``."""
     prefix = str(Path(library_root).resolve()) + os.sep
@@ -94,52 +118,109 @@ def library_tracks(catalog: Catalog, library_root: str) -> list[TrackRow]:
         ]
 
 
-def missing_fingerprints(catalog: Catalog, hashes: set[str]) -> set[str]:
-    """The content hashes that have no stored fingerprint yet."""
+def legacy_fingerprints(catalog: Catalog, limit: int = 200) -> list[tuple[str, bytes]]:
+    """Up to ``limit`` fingerprint blobs a catalog from before migration 0003 still holds."""
     with catalog.session() as session:
-        have = set(
+        rows = session.execute(
+            select(LegacyFingerprint.content_hash, LegacyFingerprint.data)
+            .order_by(LegacyFingerprint.content_hash)
+            .limit(limit)
+        ).all()
+    return [(h, d) for h, d in rows]
+
+
+def delete_legacy_fingerprints(catalog: Catalog, hashes: list[str]) -> None:
+    """Forget legacy blobs once the on-disk index holds them."""
+    with catalog.session() as session:
+        for chunk in _batched(hashes):
             session.execute(
-                select(Fingerprint.content_hash).where(Fingerprint.content_hash.in_(hashes))
-            ).scalars()
-        )
-    return hashes - have
-
-
-def save_fingerprint(
-    catalog: Catalog, content_hash: str, data: bytes, sample_rate: int, hop: int, n_hashes: int
-) -> None:
-    """Store one fingerprint (once per content hash)."""
-    with catalog.session() as session:
-        if session.get(Fingerprint, content_hash) is None:
-            session.add(
-                Fingerprint(
-                    content_hash=content_hash,
-                    data=data,
-                    sample_rate=sample_rate,
-                    hop=hop,
-                    n_hashes=n_hashes,
+                LegacyFingerprint.__table__.delete().where(  # type: ignore[attr-defined]
+                    LegacyFingerprint.content_hash.in_(chunk)
                 )
             )
 
 
-def load_fingerprints(catalog: Catalog, hashes: set[str]) -> dict[str, bytes]:
-    """Stored fingerprint bytes by content hash."""
+def swept_contents(catalog: Catalog, index_key: str, hashes: set[str]) -> set[str]:
+    """Which of ``hashes`` were already queried against the fingerprint index ``index_key``."""
+    done: set[str] = set()
     with catalog.session() as session:
-        rows = session.execute(
-            select(Fingerprint.content_hash, Fingerprint.data).where(
-                Fingerprint.content_hash.in_(hashes)
+        for chunk in _batched(sorted(hashes)):
+            done.update(
+                session.execute(
+                    select(SweptContent.content_hash).where(
+                        SweptContent.index_key == index_key, SweptContent.content_hash.in_(chunk)
+                    )
+                ).scalars()
             )
-        ).all()
-    return {h: d for h, d in rows}
+    return done
 
 
-def delete_fingerprints(catalog: Catalog, hashes: set[str]) -> None:
-    """Forget stored fingerprints (made with outdated parameters) so they are recomputed."""
-    if hashes:
-        with catalog.session() as session:
+def forget_sweep(catalog: Catalog, index_key: str) -> None:
+    """Drop every check and swept mark of ``index_key`` (a full re-sweep follows)."""
+    with catalog.session() as session:
+        for table in (FingerprintCheck, SweptContent):
             session.execute(
-                Fingerprint.__table__.delete().where(Fingerprint.content_hash.in_(hashes))  # type: ignore[attr-defined]
+                table.__table__.delete().where(table.index_key == index_key)  # type: ignore[attr-defined]
             )
+
+
+CheckRow = tuple[str, str, dict[str, Any], dict[str, Any]]
+
+
+def save_checks(catalog: Catalog, index_key: str, checks: list[CheckRow], swept: list[str]) -> None:
+    """Store a sweep block's checks (content a < b, a in b, b in a; a pair already stored keeps
+    its first numbers) and mark its queries swept, in one transaction: a block is either done
+    or redone."""
+    with catalog.session() as session:
+        have: set[tuple[str, str]] = set()
+        for chunk in _batched(sorted({c[0] for c in checks})):
+            have.update(
+                session.execute(
+                    select(FingerprintCheck.content_a, FingerprintCheck.content_b).where(
+                        FingerprintCheck.index_key == index_key,
+                        FingerprintCheck.content_a.in_(chunk),
+                    )
+                ).all()
+            )
+        for a, b, a_in_b, b_in_a in checks:
+            if (a, b) not in have:
+                have.add((a, b))
+                session.add(
+                    FingerprintCheck(
+                        index_key=index_key, content_a=a, content_b=b, a_in_b=a_in_b, b_in_a=b_in_a
+                    )
+                )
+        done: set[str] = set()
+        for chunk in _batched(sorted(set(swept))):
+            done.update(
+                session.execute(
+                    select(SweptContent.content_hash).where(
+                        SweptContent.index_key == index_key, SweptContent.content_hash.in_(chunk)
+                    )
+                ).scalars()
+            )
+        session.add_all(
+            SweptContent(index_key=index_key, content_hash=h) for h in sorted(set(swept) - done)
+        )
+
+
+def load_checks(catalog: Catalog, index_key: str, hashes: set[str]) -> list[CheckRow]:
+    """The stored checks between two of ``hashes``."""
+    out: list[CheckRow] = []
+    with catalog.session() as session:
+        for chunk in _batched(sorted(hashes)):
+            rows = session.execute(
+                select(
+                    FingerprintCheck.content_a,
+                    FingerprintCheck.content_b,
+                    FingerprintCheck.a_in_b,
+                    FingerprintCheck.b_in_a,
+                ).where(
+                    FingerprintCheck.index_key == index_key, FingerprintCheck.content_a.in_(chunk)
+                )
+            ).all()
+            out += [(a, b, x, y) for a, b, x, y in rows if b in hashes]
+    return out
 
 
 def upsert_pair(

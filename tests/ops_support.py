@@ -243,13 +243,15 @@ def milestone_reached(name: str, data_dir: Path) -> bool:
     if name == "scanned":
         return _count(database, "tracks") > 0
     if name == "fingerprinted":
-        return _count(database, "fingerprints") > 0
+        return any((data_dir / "fingerprint-index").glob("*/objects/*/*.fp"))
+    if name == "swept":
+        return _count(database, "swept_contents") > 0
     if name == "sharded":
         return any((data_dir / "shards").glob("*/*/part-*.parquet"))
     raise ValueError(f"unknown milestone {name}")
 
 
-MILESTONES = ("scanned", "fingerprinted", "sharded")
+MILESTONES = ("scanned", "fingerprinted", "swept", "sharded")
 
 
 def kill_at(

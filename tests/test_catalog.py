@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from sqlalchemy import func, inspect, select
+from alembic import command
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from vocalmine.storage.catalog import (
     Catalog,
+    LegacyFingerprint,
     MiningRun,
     ModelRecord,
     Pair,
@@ -32,7 +35,9 @@ def test_migrations_create_every_table_and_are_idempotent(catalog_url: str) -> N
         "mining_runs",
         "models",
         "training_metrics",
-        "fingerprints",
+        "legacy_fingerprints",
+        "fingerprint_checks",
+        "swept_contents",
         "alembic_version",
     } <= tables
     catalog.dispose()
@@ -115,4 +120,41 @@ def test_models_and_unicode_round_trip(catalog_url: str) -> None:
         assert track.artist == "Björk"
         model = session.execute(select(ModelRecord)).scalar_one()
         assert model.config == {"lr": 1e-3} and model.is_current
+    catalog.dispose()
+
+
+def test_an_old_catalogs_fingerprints_move_into_the_on_disk_index(
+    catalog_url: str, tmp_path
+) -> None:
+    """Migration 0003 keeps the blobs of a catalog from before the index (renamed
+    legacy_fingerprints); the next mine moves them into the index, byte for byte, and empties
+    the table, so no recording is fingerprinted twice."""
+    from vocalmine.flows.mine import _adopt_legacy
+    from vocalmine.mining.fingerprint_index import open_index
+    from vocalmine.mining.landmarks import fingerprint
+    from vocalmine.storage.catalog import alembic_config
+
+    rng = np.random.default_rng(1)
+    blob = fingerprint(rng.standard_normal(11025 * 3).astype(np.float32), 11025).to_bytes()
+    catalog = Catalog(catalog_url)
+    with catalog.engine.begin() as connection:
+        config = alembic_config(catalog_url)
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        connection.execute(
+            text(
+                "INSERT INTO fingerprints (content_hash, sample_rate, hop, n_hashes, data,"
+                " created_at) VALUES ('abc', 11025, 128, 1, :data, CURRENT_TIMESTAMP)"
+            ),
+            {"data": blob},
+        )
+    catalog.upgrade()
+    with catalog.session() as session:
+        assert session.execute(select(LegacyFingerprint.content_hash)).scalars().all() == ["abc"]
+    index = open_index(str(tmp_path / "index"))
+    assert _adopt_legacy(catalog, index) == 1
+    assert "abc" in open_index(str(tmp_path / "index"))
+    assert index.read_object("abc") == blob
+    with catalog.session() as session:
+        assert session.execute(select(func.count(LegacyFingerprint.content_hash))).scalar() == 0
     catalog.dispose()

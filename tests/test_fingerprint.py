@@ -19,7 +19,7 @@ from scipy.ndimage import maximum_filter1d
 from tests.mir1k_pairs import LAME_DELAY, mp3_round_trip
 from vocalmine.core.audio import load_audio, resample
 from vocalmine.mining.discovery import discover_pairs, find_duplicates, orient_pair
-from vocalmine.mining.fingerprint_index import FingerprintIndex, candidate_pairs
+from vocalmine.mining.fingerprint_index import FingerprintIndex, SweepParams, sweep_index
 from vocalmine.mining.fingerprint_match import (
     DEFAULT_THRESHOLDS,
     VerifyThresholds,
@@ -207,9 +207,9 @@ def _library() -> tuple[dict[int, Fingerprint], dict[int, np.ndarray], int]:
 
 def test_discovery_finds_an_untitled_instrumental_and_orients_it() -> None:
     fps, audio, sr = _library()
-    index = FingerprintIndex(fps)
+    checks = sweep_index(FingerprintIndex(fps))
     found = discover_pairs(
-        index,
+        checks,
         known=[(3, 4)],
         orient=lambda a, b, offset: orient_pair(audio[a], audio[b], sr, offset),
     )
@@ -218,18 +218,18 @@ def test_discovery_finds_an_untitled_instrumental_and_orients_it() -> None:
     assert pair.oriented_by == "audio"
     assert pair.source == "fingerprint"
     assert abs(pair.offset_s - (0.7 - LAME_DELAY / sr)) <= FRAME_S
-    unoriented = discover_pairs(index, known=[(4, 3)])
+    unoriented = discover_pairs(checks, known=[(4, 3)])
     assert [(p.original_id, p.instrumental_id, p.oriented_by) for p in unoriented] == [
         (1, 2, "unknown")
     ]
-    by_energy = discover_pairs(index, known=[(3, 4)], energy={1: 0.5, 2: 0.9})
+    by_energy = discover_pairs(checks, known=[(3, 4)], energy={1: 0.5, 2: 0.9})
     assert [(p.original_id, p.instrumental_id) for p in by_energy] == [(2, 1)]
 
 
 def test_duplicates_are_found_by_fingerprint_and_by_content_hash() -> None:
     fps, _, _ = _library()
-    index = FingerprintIndex(fps)
-    found = find_duplicates(index, content_hashes={3: "abc", 4: "def", 7: "abc"})
+    checks = sweep_index(FingerprintIndex(fps))
+    found = find_duplicates(checks, content_hashes={3: "abc", 4: "def", 7: "abc"})
     by_track = {d.track_id: (d.duplicate_of, d.evidence) for d in found}
     assert by_track == {6: (5, "fingerprint"), 7: (3, "content_hash")}
     assert all(d.ratio >= 0.65 for d in found)
@@ -237,35 +237,49 @@ def test_duplicates_are_found_by_fingerprint_and_by_content_hash() -> None:
 
 def test_a_title_pair_is_never_called_a_duplicate_by_fingerprint() -> None:
     fps, _, _ = _library()
-    index = FingerprintIndex(fps)
-    found = find_duplicates(index, candidates=candidate_pairs(index), known=[(6, 5)])
+    found = find_duplicates(sweep_index(FingerprintIndex(fps)), known=[(6, 5)])
     assert found == []
 
 
-def test_the_index_sweep_finds_the_same_candidates_on_several_threads() -> None:
+def test_the_sweep_finds_the_pairs_and_copies_in_blocks_of_any_size() -> None:
+    """Cutting the queries into blocks (the unit of a Dask task) changes nothing."""
     fps, _, _ = _library()
     index = FingerprintIndex(fps)
-    candidates = candidate_pairs(index)
-    assert {(1, 2), (3, 4), (5, 6)} <= candidates
-    assert candidate_pairs(index, threads=3) == candidates
+    checks = sweep_index(index)
+    assert {(1, 2), (3, 4), (5, 6)} <= {(c.a, c.b) for c in checks}
+    assert sweep_index(index, block_hashes=1) == checks
 
 
 def test_the_sweep_does_not_depend_on_which_track_of_a_pair_comes_first() -> None:
-    """Each pair is looked at from its earlier track only; numbering the tracks the other way
-    round must find the same pairs, each with the votes a query of either track gives."""
+    """Numbering the tracks the other way round finds the same pairs with the same exact
+    numbers, each direction of a check staying with its track."""
+    fps, _, _ = _library()
+    checks = sweep_index(FingerprintIndex(fps))
+    flipped = sweep_index(FingerprintIndex({100 - k: fp for k, fp in fps.items()}))
+    renamed = sorted((c.renamed(100 - c.a, 100 - c.b) for c in flipped), key=lambda c: (c.a, c.b))
+    assert renamed == checks
+
+
+def test_a_tight_budget_still_finds_every_pair_by_its_rarest_hashes() -> None:
+    """With the postings read per query cut to a sliver, the rarest hashes still find the pairs
+    and copies, and the exact numbers do not change."""
     fps, _, _ = _library()
     index = FingerprintIndex(fps)
-    candidates = candidate_pairs(index, min_matches=2, min_ratio=0.0)
-    flipped = candidate_pairs(
-        FingerprintIndex({100 - k: fp for k, fp in fps.items()}), min_matches=2, min_ratio=0.0
-    )
-    assert {(100 - b, 100 - a) for a, b in flipped} == candidates
-    for a, b in candidates:
-        votes = []
-        for query, other in ((a, b), (b, a)):
-            hits = index.query(fps[query], exclude=query, dt_tolerance=0)
-            votes.append(hits.n_matches[hits.track_ids == other].item())
-        assert votes[0] == votes[1] >= 2
+    full = {(c.a, c.b): c for c in sweep_index(index)}
+    tight = {
+        (c.a, c.b): c
+        for c in sweep_index(index, SweepParams(postings_per_hash=0.2, min_postings=0))
+    }
+    for key in [(1, 2), (3, 4), (5, 6)]:
+        assert tight[key] == full[key]
+
+
+def test_duration_blocking_keeps_tracks_of_other_lengths_out() -> None:
+    fps, _, _ = _library()
+    index = FingerprintIndex(fps)
+    assert sweep_index(index, SweepParams(max_duration_diff_s=0.0)) == [
+        c for c in sweep_index(index) if fps[c.a].n_frames == fps[c.b].n_frames
+    ]
 
 
 @settings(max_examples=60, deadline=None)

@@ -203,6 +203,8 @@ def test_fingerprints_discover_an_oddly_named_instrumental(mined: dict) -> None:
 
 
 def test_a_second_run_adds_nothing(mined: dict) -> None:
+    assert mined["first"]["discovery"]["swept"] > 0
+    assert mined["second"]["discovery"] == {"skipped": True}  # nothing changed: no sweep
     assert mined["second"]["pairs"] == mined["first"]["pairs"]
     again = read_manifest(mined["settings"].shard_root, mined["settings"].dataset)
     assert again["counts"] == mined["manifest"]["counts"]

@@ -58,6 +58,8 @@ def test_a_mining_run_goes_through_postgres_prefect_and_a_dask_cluster(
 
     # the mining tasks ran on the cluster's workers
     assert any(name.startswith("fingerprint") for name in prefixes), prefixes
+    # and so did the discovery sweep, each worker reading the on-disk index itself
+    assert any(name.startswith("sweep") for name in prefixes), prefixes
     assert any(name.startswith("process") for name in prefixes), prefixes
 
     # the catalog lives in PostgreSQL and holds the mined pairs; the shards at the fsspec URL

@@ -1,21 +1,17 @@
-"""The mining flow's pure decision rules (mining.verification): stale fingerprints, fingerprint
+"""The mining flow's pure decision rules (mining.verification): stored sweep checks, fingerprint
 verdicts and discoveries as pair decisions, copy groups, the title / copy / role decisions over
 live pairs, and which pairs a resumed run still processes."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import numpy as np
-
 from vocalmine.core.reasons import Reason
 from vocalmine.mining.decisions import TrackFacts
 from vocalmine.mining.discovery import DiscoveredPair, Duplicate
 from vocalmine.mining.fingerprint_match import Verdict
-from vocalmine.mining.landmarks import DEFAULT_PARAMS, fingerprint
 from vocalmine.mining.matching import TrackRef
 from vocalmine.mining.verification import (
     PairFacts,
+    checks_by_track,
     copy_groups,
     decide,
     discovery_decision,
@@ -23,27 +19,34 @@ from vocalmine.mining.verification import (
     live_pairs,
     orient_discovery,
     pairs_to_process,
-    stale_fingerprints,
     verification_decision,
 )
 
 PATHS = {1: "/lib/Song.flac", 2: "/lib/Song (Instrumental).flac", 3: "/lib/Song copy.flac"}
 
 
-def _tone_fingerprint(params=DEFAULT_PARAMS) -> bytes:
-    rng = np.random.default_rng(0)
-    sr = params.sample_rate
-    t = np.arange(3 * sr) / sr
-    audio = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 440.0, 1250.0))
-    audio = audio * (1 + 0.5 * np.sin(2 * np.pi * 2 * t)) + 0.05 * rng.standard_normal(t.size)
-    return fingerprint(audio.astype(np.float32), sr, params).to_bytes()
+def _result(ratio: float) -> dict:
+    return {
+        "n_matches": 100,
+        "ratio": ratio,
+        "offset_s": 0.5,
+        "offset_frames": 43.0,
+        "sharpness": 9.0,
+        "coverage": 1.0,
+        "n_query": 400,
+        "n_overlap": 380,
+    }
 
 
-def test_fingerprints_made_with_other_parameters_are_stale() -> None:
-    current = _tone_fingerprint()
-    older = _tone_fingerprint(replace(DEFAULT_PARAMS, hop=256))
-    assert stale_fingerprints({"a": current, "b": older}) == {"b"}
-    assert stale_fingerprints({}) == set()
+def test_a_stored_check_between_recordings_names_every_pair_of_tracks_holding_them() -> None:
+    """Recording x (tracks 5 and 9) was checked against recording y (track 7): both tracks of x
+    get the check, each direction staying with its recording."""
+    rows = [("x", "y", _result(0.3), _result(0.1))]
+    checks = checks_by_track(rows, {"x": [5, 9], "y": [7]})
+    assert [(c.a, c.b) for c in checks] == [(5, 7), (7, 9)]
+    assert (checks[0].a_in_b.ratio, checks[0].b_in_a.ratio) == (0.3, 0.1)
+    assert (checks[1].a_in_b.ratio, checks[1].b_in_a.ratio) == (0.1, 0.3)
+    assert checks_by_track(rows, {"x": [5]}) == []
 
 
 def test_duplicates_become_track_rejections_naming_the_copy() -> None:

@@ -44,6 +44,14 @@ def mine_command(
         int | None,
         typer.Option(min=1, help="LocalCluster worker processes", rich_help_panel=SHARDS),
     ] = None,
+    resweep: Annotated[
+        bool,
+        typer.Option(
+            "--resweep",
+            help="query every recording against the fingerprint index again (after changing "
+            "sweep settings); default: only recordings not swept before",
+        ),
+    ] = False,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     catalog_url: CatalogOption = None,
@@ -80,6 +88,7 @@ def mine_command(
         stft_preset=settings.stft_preset,
         segment_skip_s=settings.segment_skip_s,
         config=str(config) if config else None,
+        resweep=resweep,
     )
     for key in ("tracks", "pairs", "rejections", "shards"):
         print_counts(f"mining: {key}", totals.get(key, {}))

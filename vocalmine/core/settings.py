@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     )
     shard_root: str = Field("", description="local path or fsspec URL; default <data_dir>/shards")
     model_root: str = Field("", description="model registry folder; default <data_dir>/models")
+    fingerprint_index: str = Field(
+        "", description="local path or fsspec URL; default <data_dir>/fingerprint-index"
+    )
     dataset: str = Field("default", description="shard dataset name written by `mine`")
     dask_address: str | None = Field(
         None, description="Dask scheduler address; None = LocalCluster"
@@ -53,6 +56,12 @@ class Settings(BaseSettings):
     min_segment_quality: float = Field(0.0, ge=0, le=1, description="training drops worse segments")
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     hash_bytes: int = Field(0, ge=0, description="hash only this many bytes per file; 0 = all")
+    sweep_postings_per_hash: float = Field(
+        4.0, gt=0, description="index postings read per query hash in discovery, rarest first"
+    )
+    sweep_block_hashes: int = Field(
+        2_000_000, ge=1, description="query hashes per discovery task (bounds its memory)"
+    )
     mine_schedule: str = Field("0 3 * * *", description="cron of the scheduled mining deployment")
     retrain_schedule: str = Field("0 5 * * 0", description="cron of the scheduled retraining")
 
@@ -70,6 +79,8 @@ class Settings(BaseSettings):
             self.shard_root = str((self.data_dir / "shards").resolve())
         if not self.model_root:
             self.model_root = str((self.data_dir / "models").resolve())
+        if not self.fingerprint_index:
+            self.fingerprint_index = str((self.data_dir / "fingerprint-index").resolve())
         return self
 
     def public_dict(self) -> dict[str, Any]:
@@ -214,7 +225,7 @@ def get_settings(config_file: str | os.PathLike[str] | None = None, **overrides:
             merged[key] = value
             origin[key] = f"option --{key.replace('_', '-')}"
     # Derived defaults must be recomputed from the final data_dir, not the environment's.
-    for derived in ("catalog_url", "shard_root", "model_root"):
+    for derived in ("catalog_url", "shard_root", "model_root", "fingerprint_index"):
         if derived not in merged:
             merged[derived] = ""
     try:
