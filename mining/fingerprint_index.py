@@ -222,14 +222,16 @@ def sweep(
     for k, fp in enumerate(fps):
         v, owner = expand_variants(fp.hashes, params.dt_tolerance)
         variant.append(v)
-        slot.append(np.full(v.size, k, dtype=np.int64))
-        position.append(owner.astype(np.int64))
+        slot.append(np.full(v.size, k, dtype=np.int32))
+        position.append(owner.astype(np.int32))
     v_hash = np.concatenate(variant)
     v_slot = np.concatenate(slot)
     v_pos = np.concatenate(position)
     v_bucket = bucket_of(v_hash)
-    order = np.lexsort((v_hash, v_bucket))
+    # one 30-bit key (bucket above the 24-bit hash) sorts faster than a two-key lexsort
+    order = np.argsort((v_bucket.astype(np.uint32) << np.uint32(24)) | v_hash)
     v_hash, v_slot, v_pos, v_bucket = v_hash[order], v_slot[order], v_pos[order], v_bucket[order]
+    del order
     bounds = np.searchsorted(v_bucket, np.arange(N_BUCKETS + 1))
     # 1. How often each is posted in the whole index, and how often in the query itself.
     df = np.zeros(v_hash.size, dtype=np.int64)
@@ -240,13 +242,18 @@ def sweep(
     own_keys = np.sort(
         np.concatenate([(k << 32) | fp.hashes.astype(np.int64) for k, fp in enumerate(fps)])
     )
-    v_keys = (v_slot << 32) | v_hash.astype(np.int64)
+    v_keys = (v_slot.astype(np.int64) << 32) | v_hash.astype(np.int64)
     own = np.searchsorted(own_keys, v_keys, "right") - np.searchsorted(own_keys, v_keys, "left")
     del own_keys, v_keys
     # 2. Rarest first within the budget: per query, the variants found elsewhere, by document
     # frequency then the fixed pseudo-random order, while the postings read fit the budget.
     useful = df > own
-    rank = np.lexsort((_mixed(v_hash), df, v_slot))
+    # one 64-bit key: query, then document frequency, then the fixed pseudo-random order
+    rank = np.argsort(
+        (v_slot.astype(np.uint64) << np.uint64(44))
+        | (np.minimum(df, (1 << 20) - 1).astype(np.uint64) << np.uint64(24))
+        | (_mixed(v_hash) >> np.uint64(8))
+    )
     spent = np.cumsum(np.where(useful[rank], df[rank], 0))
     slot_start = np.searchsorted(v_slot[rank], np.arange(len(fps)))
     before = np.r_[0, spent][slot_start][v_slot[rank]]
@@ -288,7 +295,7 @@ def sweep(
                 keep &= np.abs(n_frames[ref] - query_frames[k]) <= max_diff
             keep &= n_frames[ref] >= 0
             k, qpos = k[keep], v_pos[pick[qi]][keep]
-            hit_slot.append(k)
+            hit_slot.append(k.astype(np.int64))
             hit_ref.append(ref[keep])
             hit_offset.append(ref_time[keep] - flat_times[base[k] + qpos])
     if not hit_slot:
@@ -314,7 +321,7 @@ def sweep(
     )
     # The share of the query's looked-up hashes (in the overlap) voting for that offset.
     span = np.int64(1) << 32
-    chosen_at = np.unique(v_slot[chosen] * span + v_pos[chosen])
+    chosen_at = np.unique(v_slot[chosen].astype(np.int64) * span + v_pos[chosen])
     slot_of, pos_of = chosen_at // span, chosen_at % span
     looked_up = np.sort(slot_of * span + flat_times[base[slot_of] + pos_of])
     start = c_slot * span + np.clip(-best_offset, 0, span - 1)

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         4.0, gt=0, description="index postings read per query hash in discovery, rarest first"
     )
     sweep_block_hashes: int = Field(
-        2_000_000, ge=1, description="query hashes per discovery task (bounds its memory)"
+        1_000_000, ge=1, description="query hashes per discovery task (bounds its memory)"
     )
     mine_schedule: str = Field("0 3 * * *", description="cron of the scheduled mining deployment")
     retrain_schedule: str = Field("0 5 * * 0", description="cron of the scheduled retraining")
