@@ -611,8 +611,7 @@ def mine_flow(
         finally:
             release_pairs(catalog, owner)
             totals = store.counts(catalog)
-            totals["decision_key"] = key
-            store.finish_run(catalog, run_id, status, totals)
+            store.finish_run(catalog, run_id, status, {**totals, "decision_key": key})
     totals["scan"] = scan
     totals["discovery"] = discovery
     totals["shards"] = manifest.get("counts", {})
