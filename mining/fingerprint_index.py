@@ -405,10 +405,7 @@ def sweep_store(
         return Fingerprint.from_bytes(store.read_object(content_of[fp_id]))
 
     queries = {entries[h].fp_id: load(entries[h].fp_id) for h in contents}
-    try:
-        checks = sweep(store, store.n_frames_by_id(), queries, load, params)
-    finally:
-        store.release()
+    checks = sweep(store, store.n_frames_by_id(), queries, load, params)
     rows = []
     for check in checks:
         a, b = content_of[check.a], content_of[check.b]

@@ -127,7 +127,6 @@ class FingerprintStore:
         self.base = f"{base}/{self.key}"
         self.local = is_local(self.fs)
         self.manifest = self._read_manifest()
-        self._maps: dict[str, np.ndarray] = {}
 
     # ----------------------------------------------------------------- reading
     def _read_manifest(self) -> dict[str, Any]:
@@ -153,7 +152,6 @@ class FingerprintStore:
     def refresh(self) -> None:
         """Re-read the manifest (another process may have committed since)."""
         self.manifest = self._read_manifest()
-        self._maps.clear()
 
     @property
     def entries(self) -> dict[str, IndexEntry]:
@@ -194,14 +192,14 @@ class FingerprintStore:
 
     def _load(self, path: str) -> np.ndarray:
         if self.local:
-            if path not in self._maps:
-                self._maps[path] = np.load(path, mmap_mode="r", allow_pickle=False)
-            return self._maps[path]
+            return np.load(path, mmap_mode="r", allow_pickle=False)
         return np.load(io.BytesIO(self.fs.cat_file(path)), allow_pickle=False)
 
     def bucket(self, bucket: int) -> list[np.ndarray]:
         """The postings of one bucket, one (3, n) array per live generation (memory-mapped on
-        local roots). A generation merged away since the manifest was read is re-resolved."""
+        local roots, and unmapped when the caller drops them: the pages a sweep touches count
+        towards its memory only while it works on that bucket). A generation merged away since
+        the manifest was read is re-resolved."""
         for attempt in range(2):
             try:
                 return [
@@ -214,10 +212,6 @@ class FingerprintStore:
                     raise
                 self.refresh()
         raise AssertionError("unreachable")
-
-    def release(self) -> None:
-        """Drop the memory maps (their pages stop counting towards this process's memory)."""
-        self._maps.clear()
 
     def disk_bytes(self) -> int:
         """Bytes the index holds on disk (objects and postings)."""
@@ -254,7 +248,6 @@ class FingerprintStore:
             self._remove_dead_generations()
             yield
         finally:
-            self._maps.clear()
             if handle is not None:
                 fcntl.flock(handle, fcntl.LOCK_UN)
                 handle.close()
