@@ -196,6 +196,146 @@ def _best_offsets(
     return track[first], keys[first] % span + lo, windowed[first]
 
 
+@dataclass(frozen=True)
+class _Variants:
+    """Every hash of a block's queries with its Δt neighbours, sorted by bucket then value:
+    the value, the query it belongs to (``slot``), the position of its hash in that query,
+    and where each bucket's run starts (``bounds``)."""
+
+    hash: np.ndarray
+    slot: np.ndarray
+    pos: np.ndarray
+    bounds: np.ndarray
+
+
+def _variants(fps: list[Fingerprint], dt_tolerance: int) -> _Variants:
+    parts = [expand_variants(fp.hashes, dt_tolerance) for fp in fps]
+    v_hash = np.concatenate([v for v, _ in parts])
+    v_slot = np.concatenate([np.full(v.size, k, dtype=np.int32) for k, (v, _) in enumerate(parts)])
+    v_pos = np.concatenate([owner.astype(np.int32) for _, owner in parts])
+    v_bucket = bucket_of(v_hash)
+    # one 30-bit key (bucket above the 24-bit hash) sorts faster than a two-key lexsort
+    order = np.argsort((v_bucket.astype(np.uint32) << np.uint32(24)) | v_hash)
+    bounds = np.searchsorted(v_bucket[order], np.arange(N_BUCKETS + 1))
+    return _Variants(v_hash[order], v_slot[order], v_pos[order], bounds)
+
+
+def _choose(
+    postings: Postings, var: _Variants, fps: list[Fingerprint], params: SweepParams
+) -> np.ndarray:
+    """Which variants to look up: per query, those posted by another fingerprint too, rarest
+    first (then the fixed pseudo-random order) while their postings fit the query's budget."""
+    df = np.zeros(var.hash.size, dtype=np.int64)
+    for b in range(N_BUCKETS):
+        s, e = var.bounds[b], var.bounds[b + 1]
+        if e > s:
+            df[s:e] = _counts(postings.bucket(b), var.hash[s:e])
+    own_keys = np.sort(
+        np.concatenate([(k << 32) | fp.hashes.astype(np.int64) for k, fp in enumerate(fps)])
+    )
+    v_keys = (var.slot.astype(np.int64) << 32) | var.hash.astype(np.int64)
+    own = np.searchsorted(own_keys, v_keys, "right") - np.searchsorted(own_keys, v_keys, "left")
+    del own_keys, v_keys
+    useful = df > own
+    rank = np.argsort(  # one 64-bit key: query, document frequency, pseudo-random order
+        (var.slot.astype(np.uint64) << np.uint64(44))
+        | (np.minimum(df, (1 << 20) - 1).astype(np.uint64) << np.uint64(24))
+        | (_mixed(var.hash) >> np.uint64(8))
+    )
+    spent = np.cumsum(np.where(useful[rank], df[rank], 0))
+    slot_start = np.searchsorted(var.slot[rank], np.arange(len(fps)))
+    before = np.r_[0, spent][slot_start][var.slot[rank]]
+    budget = np.array(
+        [max(params.min_postings, int(params.postings_per_hash * len(fp))) for fp in fps]
+    )
+    chosen = np.zeros(var.hash.size, dtype=bool)
+    chosen[rank] = useful[rank] & (spent - before <= budget[var.slot[rank]])
+    return chosen
+
+
+def _hits(
+    postings: Postings,
+    var: _Variants,
+    chosen: np.ndarray,
+    ids: list[int],
+    fps: list[Fingerprint],
+    n_frames: np.ndarray,
+    params: SweepParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query slot, indexed fingerprint, offset) of every posting of the chosen variants in
+    another fingerprint of a compatible length."""
+    query_id = np.array(ids, dtype=np.int64)
+    query_frames = np.array([fp.n_frames for fp in fps], dtype=np.int64)
+    max_diff = (
+        None
+        if params.max_duration_diff_s is None
+        else int(np.ceil(params.max_duration_diff_s / fps[0].frame_s))
+    )
+    flat_times = np.concatenate([fp.times.astype(np.int64) for fp in fps])
+    base = np.r_[0, np.cumsum([len(fp) for fp in fps])[:-1]].astype(np.int64)
+    hit_slot, hit_ref, hit_offset = [], [], []
+    for b in range(N_BUCKETS):
+        pick = np.flatnonzero(chosen[var.bounds[b] : var.bounds[b + 1]]) + var.bounds[b]
+        if pick.size == 0:
+            continue
+        needles = var.hash[pick]
+        for part in postings.bucket(b):
+            lo = np.searchsorted(part[0], needles, "left")
+            hi = np.searchsorted(part[0], needles, "right")
+            qi, ri = hash_postings(np.arange(pick.size), lo, hi - lo)
+            ref = part[1][ri].astype(np.int64)
+            ref_time = part[2][ri].view(np.int32).astype(np.int64)
+            known = ref < n_frames.size  # indexed after ``n_frames`` was read: next run's
+            qi, ref, ref_time = qi[known], ref[known], ref_time[known]
+            k = var.slot[pick[qi]].astype(np.int64)
+            keep = (ref != query_id[k]) & (n_frames[ref] >= 0)
+            if max_diff is not None:
+                keep &= np.abs(n_frames[ref] - query_frames[k]) <= max_diff
+            k, qpos = k[keep], var.pos[pick[qi]][keep]
+            hit_slot.append(k)
+            hit_ref.append(ref[keep])
+            hit_offset.append(ref_time[keep] - flat_times[base[k] + qpos])
+    empty = np.empty(0, np.int64)
+    return (
+        np.concatenate(hit_slot) if hit_slot else empty,
+        np.concatenate(hit_ref) if hit_ref else empty,
+        np.concatenate(hit_offset) if hit_offset else empty,
+    )
+
+
+def _candidates(
+    hits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    var: _Variants,
+    chosen: np.ndarray,
+    fps: list[Fingerprint],
+    n_frames: np.ndarray,
+    params: SweepParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(query slot, indexed fingerprint) of every candidate, best-voted first per query: at
+    least ``min_votes`` at one offset, and ``min_ratio`` of the query's looked-up hashes in
+    the overlap at that offset."""
+    h_slot, h_ref, h_offset = hits
+    stride = int(n_frames.size) + 1
+    cell, owner = np.unique(h_slot * stride + h_ref, return_inverse=True)
+    best, offset, votes = _best_offsets(owner.astype(np.int64), h_offset, params.tolerance_frames)
+    strong = votes >= params.min_votes
+    c_slot, c_ref = cell[best[strong]] // stride, cell[best[strong]] % stride
+    offset, votes = offset[strong], votes[strong]
+    span = np.int64(1) << 32
+    chosen_at = np.unique(var.slot[chosen].astype(np.int64) * span + var.pos[chosen])
+    slot_of, pos_of = chosen_at // span, chosen_at % span
+    base = np.r_[0, np.cumsum([len(fp) for fp in fps])[:-1]].astype(np.int64)
+    flat_times = np.concatenate([fp.times.astype(np.int64) for fp in fps])
+    looked_up = np.sort(slot_of * span + flat_times[base[slot_of] + pos_of])
+    start = c_slot * span + np.clip(-offset, 0, span - 1)
+    stop = c_slot * span + np.clip(n_frames[c_ref] - offset, 0, span - 1)
+    overlap = count_between(looked_up, start, np.maximum(start, stop))
+    keep = votes / np.maximum(overlap, 1) >= params.min_ratio
+    c_slot, c_ref, votes = c_slot[keep], c_ref[keep], votes[keep]
+    order = np.lexsort((c_ref, -votes, c_slot))
+    return c_slot[order], c_ref[order]
+
+
 def sweep(
     postings: Postings,
     n_frames: np.ndarray,
@@ -208,7 +348,7 @@ def sweep(
 
     ``n_frames[id]``: length of every indexed fingerprint (-1: gone); ``reference(id)``: an
     indexed fingerprint, for the exact re-scoring. A pair found from both of its sides is
-    returned once.
+    returned once. Memory: the block's variants and hits, and one bucket's touched pages.
     """
     ids = sorted(queries)
     if not ids:
@@ -216,131 +356,19 @@ def sweep(
     fps = [queries[i] for i in ids]
     for fp in fps[1:]:
         check_compatible(fps[0], fp)
-    frame_s = fps[0].frame_s
-    # Every query hash with its Δt neighbours, sorted by bucket then value.
-    variant, slot, position = [], [], []
-    for k, fp in enumerate(fps):
-        v, owner = expand_variants(fp.hashes, params.dt_tolerance)
-        variant.append(v)
-        slot.append(np.full(v.size, k, dtype=np.int32))
-        position.append(owner.astype(np.int32))
-    v_hash = np.concatenate(variant)
-    v_slot = np.concatenate(slot)
-    v_pos = np.concatenate(position)
-    v_bucket = bucket_of(v_hash)
-    # one 30-bit key (bucket above the 24-bit hash) sorts faster than a two-key lexsort
-    order = np.argsort((v_bucket.astype(np.uint32) << np.uint32(24)) | v_hash)
-    v_hash, v_slot, v_pos, v_bucket = v_hash[order], v_slot[order], v_pos[order], v_bucket[order]
-    del order
-    bounds = np.searchsorted(v_bucket, np.arange(N_BUCKETS + 1))
-    # 1. How often each is posted in the whole index, and how often in the query itself.
-    df = np.zeros(v_hash.size, dtype=np.int64)
-    for b in range(N_BUCKETS):
-        s, e = bounds[b], bounds[b + 1]
-        if e > s:
-            df[s:e] = _counts(postings.bucket(b), v_hash[s:e])
-    own_keys = np.sort(
-        np.concatenate([(k << 32) | fp.hashes.astype(np.int64) for k, fp in enumerate(fps)])
-    )
-    v_keys = (v_slot.astype(np.int64) << 32) | v_hash.astype(np.int64)
-    own = np.searchsorted(own_keys, v_keys, "right") - np.searchsorted(own_keys, v_keys, "left")
-    del own_keys, v_keys
-    # 2. Rarest first within the budget: per query, the variants found elsewhere, by document
-    # frequency then the fixed pseudo-random order, while the postings read fit the budget.
-    useful = df > own
-    # one 64-bit key: query, then document frequency, then the fixed pseudo-random order
-    rank = np.argsort(
-        (v_slot.astype(np.uint64) << np.uint64(44))
-        | (np.minimum(df, (1 << 20) - 1).astype(np.uint64) << np.uint64(24))
-        | (_mixed(v_hash) >> np.uint64(8))
-    )
-    spent = np.cumsum(np.where(useful[rank], df[rank], 0))
-    slot_start = np.searchsorted(v_slot[rank], np.arange(len(fps)))
-    before = np.r_[0, spent][slot_start][v_slot[rank]]
-    budget = np.array(
-        [max(params.min_postings, int(params.postings_per_hash * len(fp))) for fp in fps]
-    )
-    chosen = np.zeros(v_hash.size, dtype=bool)
-    chosen[rank] = useful[rank] & (spent - before <= budget[v_slot[rank]])
-    # 3. The postings of the chosen variants, from the duration-compatible tracks only.
-    query_id = np.array(ids, dtype=np.int64)
-    query_frames = np.array([fp.n_frames for fp in fps], dtype=np.int64)
-    max_diff = (
-        None
-        if params.max_duration_diff_s is None
-        else int(np.ceil(params.max_duration_diff_s / frame_s))
-    )
-    flat_times = np.concatenate([fp.times.astype(np.int64) for fp in fps])
-    base = np.r_[0, np.cumsum([len(fp) for fp in fps])[:-1]].astype(np.int64)
-    hit_slot, hit_ref, hit_offset = [], [], []
-    for b in range(N_BUCKETS):
-        s, e = bounds[b], bounds[b + 1]
-        pick = np.flatnonzero(chosen[s:e]) + s
-        if pick.size == 0:
-            continue
-        needles = v_hash[pick]
-        for part in postings.bucket(b):
-            lo = np.searchsorted(part[0], needles, "left")
-            hi = np.searchsorted(part[0], needles, "right")
-            qi, ri = hash_postings(np.arange(pick.size), lo, hi - lo)
-            if ri.size == 0:
-                continue
-            ref = part[1][ri].astype(np.int64)
-            ref_time = part[2][ri].view(np.int32).astype(np.int64)
-            known = ref < n_frames.size  # indexed after ``n_frames`` was read: next run's
-            qi, ref, ref_time = qi[known], ref[known], ref_time[known]
-            k = v_slot[pick[qi]]
-            keep = ref != query_id[k]
-            if max_diff is not None:
-                keep &= np.abs(n_frames[ref] - query_frames[k]) <= max_diff
-            keep &= n_frames[ref] >= 0
-            k, qpos = k[keep], v_pos[pick[qi]][keep]
-            hit_slot.append(k.astype(np.int64))
-            hit_ref.append(ref[keep])
-            hit_offset.append(ref_time[keep] - flat_times[base[k] + qpos])
-    if not hit_slot:
-        return []
-    h_slot = np.concatenate(hit_slot)
-    h_ref = np.concatenate(hit_ref)
-    h_offset = np.concatenate(hit_offset)
-    del hit_slot, hit_ref, hit_offset
-    # 4. Votes per (query, track, offset) cell; the best offset of each (query, track).
-    cell, owner = np.unique(h_slot * (int(n_frames.size) + 1) + h_ref, return_inverse=True)
-    best_owner, best_offset, votes = _best_offsets(
-        owner.astype(np.int64), h_offset, params.tolerance_frames
-    )
-    del h_slot, h_ref, h_offset, owner
-    c_slot = cell[best_owner] // (int(n_frames.size) + 1)
-    c_ref = cell[best_owner] % (int(n_frames.size) + 1)
-    strong = votes >= params.min_votes
-    c_slot, c_ref, best_offset, votes = (
-        c_slot[strong],
-        c_ref[strong],
-        best_offset[strong],
-        votes[strong],
-    )
-    # The share of the query's looked-up hashes (in the overlap) voting for that offset.
-    span = np.int64(1) << 32
-    chosen_at = np.unique(v_slot[chosen].astype(np.int64) * span + v_pos[chosen])
-    slot_of, pos_of = chosen_at // span, chosen_at % span
-    looked_up = np.sort(slot_of * span + flat_times[base[slot_of] + pos_of])
-    start = c_slot * span + np.clip(-best_offset, 0, span - 1)
-    stop = c_slot * span + np.clip(n_frames[c_ref] - best_offset, 0, span - 1)
-    overlap = count_between(looked_up, start, np.maximum(start, stop))
-    ratio = votes / np.maximum(overlap, 1)
-    keep = ratio >= params.min_ratio
-    c_slot, c_ref, votes = c_slot[keep], c_ref[keep], votes[keep]
-    # 5. The best-voted candidates of each query, re-scored exactly in both directions.
-    order = np.lexsort((c_ref, -votes, c_slot))
+    var = _variants(fps, params.dt_tolerance)
+    chosen = _choose(postings, var, fps, params)
+    hits = _hits(postings, var, chosen, ids, fps, n_frames, params)
+    c_slot, c_ref = _candidates(hits, var, chosen, fps, n_frames, params)
+    del hits, var, chosen
     checks: dict[tuple[int, int], PairCheck] = {}
     taken: dict[int, int] = {}
-    cache: dict[int, Fingerprint] = {i: fp for i, fp in zip(ids, fps, strict=True)}
-    for k, r in zip(c_slot[order].tolist(), c_ref[order].tolist(), strict=True):
+    cache: dict[int, Fingerprint] = dict(zip(ids, fps, strict=True))
+    for k, r in zip(c_slot.tolist(), c_ref.tolist(), strict=True):
         if taken.get(k, 0) >= params.max_candidates:
             continue
         taken[k] = taken.get(k, 0) + 1
-        q = ids[k]
-        key = (min(q, r), max(q, r))
+        key = (min(ids[k], r), max(ids[k], r))
         if key in checks:
             continue
         if r not in cache:
