@@ -113,12 +113,13 @@ def build_index(index: FingerprintStore, corpus: Corpus, names: list[str]) -> No
         return name, fp
 
     with ThreadPoolExecutor(2) as pool:
-        for name, fp in pool.map(stored, names):
-            pending.append((name, fp.hashes, fp.times, fp.n_frames))
-            held += len(fp)
-            if held >= APPEND_HASHES:
-                index.append(pending)
-                pending, held = [], 0
+        for start in range(0, len(names), 16):  # bounded: Executor.map would run far ahead
+            for name, fp in pool.map(stored, names[start : start + 16]):
+                pending.append((name, fp.hashes, fp.times, fp.n_frames))
+                held += len(fp)
+                if held >= APPEND_HASHES:
+                    index.append(pending)
+                    pending, held = [], 0
     index.append(pending)
     index.refresh()
 
