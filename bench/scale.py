@@ -361,12 +361,15 @@ def main() -> None:
     parser.add_argument("--kind", choices=KINDS, default="synthetic")
     parser.add_argument("--bases", type=int, default=40, help="base songs rendered/decoded")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/vocalmine-scale"))
-    parser.add_argument("--json", type=Path, required=True, help="results file")
+    parser.add_argument(
+        "--json", type=Path, help="results file (default bench/results/scale-<kind>.json)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster processes")
     parser.add_argument("--postings-per-hash", type=float, default=DEFAULT_SWEEP.postings_per_hash)
     parser.add_argument("--block-hashes", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true", help="keep each size's index")
     args = parser.parse_args()
+    args.json = args.json or ROOT / "bench" / "results" / f"scale-{args.kind}.json"
     sizes = [int(s) for s in args.sizes.split(",") if s]
     rendered = base_material(args.kind, args.workdir / "bases", args.bases)
     bases = independent(rendered)
