@@ -390,13 +390,15 @@ def _record_pair(
     pair_id: int,
     original: store.TrackRow,
     result: PairResult,
-    unpublished: dict[int, dict[str, Any]],
+    unpublished: set[int],
 ) -> list[float]:
     """Queue a processed pair's segments for the shards, or record its rejection.
 
-    A mined pair's catalog fields wait in ``unpublished`` until its part file is in the
-    manifest (:func:`_publish_mined`): the catalog never says ``mined`` of segments that a
-    signal or a crash could still lose. Returns the segment qualities queued.
+    A mined pair's catalog fields are written to its evidence (section ``shards``) before its
+    segments are queued, and become its columns when its part file is in the manifest
+    (:func:`_publish_mined`, or the next run's ``reconcile_mined`` after a kill in between):
+    the catalog never says ``mined`` of segments that a signal or a crash could still lose,
+    nor loses what it measured of segments that did land. Returns the segment qualities queued.
     """
     align = result.alignment
     fields: dict[str, Any] = {
@@ -406,17 +408,13 @@ def _record_pair(
         "polarity": align.polarity if align else None,
         "gain_db": result.gain.gain_db if result.gain else None,
     }
-    store.add_evidence(
-        catalog,
-        pair_id,
-        checks=result.checks,
-        audio={
-            k: v
-            for k, v in result.metrics.items()
-            if not k.startswith("seconds_") and k not in ("duration_s", "segments")
-        },
-    )
+    audio = {
+        k: v
+        for k, v in result.metrics.items()
+        if not k.startswith("seconds_") and k not in ("duration_s", "segments")
+    }
     if not result.ok:
+        store.add_evidence(catalog, pair_id, checks=result.checks, audio=audio)
         store.reject_pair(
             catalog,
             pair_id,
@@ -429,25 +427,25 @@ def _record_pair(
         return []
     artist = original.artist or ""
     split = split_for_artist(artist, settings.split_fractions)
-    unpublished[pair_id] = {
+    shards = {
         "quality": result.quality,
         "segments": len(result.segments),
         "dataset": settings.dataset,
         "split": split,
         **fields,
     }
+    store.add_evidence(catalog, pair_id, checks=result.checks, audio=audio, shards=shards)
+    unpublished.add(pair_id)
     writer.write_pair(pair_id, _segments(pair_id, artist, split, result))
     _publish_mined(catalog, writer, unpublished)
     return [p.quality for p in result.segments]
 
 
-def _publish_mined(
-    catalog: Catalog, writer: ShardWriter, unpublished: dict[int, dict[str, Any]]
-) -> None:
+def _publish_mined(catalog: Catalog, writer: ShardWriter, unpublished: set[int]) -> None:
     """Mark ``mined`` the waiting pairs whose part files the manifest now lists."""
-    done = writer.done_pairs()
-    for pair_id in sorted(unpublished.keys() & done):
-        store.mark_mined(catalog, pair_id, **unpublished.pop(pair_id))
+    published = unpublished & writer.done_pairs()
+    store.mark_mined(catalog, published)
+    unpublished -= published
 
 
 def process_stage(
@@ -494,7 +492,7 @@ def process_stage(
     ]
     original_of = {p.id: tracks[p.original_id] for p in pending}
     qualities: list[float] = []
-    unpublished: dict[int, dict[str, Any]] = {}
+    unpublished: set[int] = set()
     count = 0
     with cancelled_on_exit(futures):
         for future in as_completed(futures):

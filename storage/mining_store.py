@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -389,14 +389,21 @@ def accept_pair(
             setattr(pair, key, value)
 
 
-def mark_mined(catalog: Catalog, pair_id: int, **fields: Any) -> None:
-    """A pair whose segments are in the shards."""
+def _publish(pair: Pair) -> None:
+    """Status ``mined``, with the columns the process stage recorded in the evidence
+    (section ``shards``) before it queued the pair's segments."""
+    pair.status, pair.reason, pair.claimed_by = "mined", None, None
+    for key, value in ((pair.evidence or {}).get("shards") or {}).items():
+        setattr(pair, key, value)
+
+
+def mark_mined(catalog: Catalog, pair_ids: Iterable[int]) -> None:
+    """Pairs whose segments are in the shards (one transaction)."""
     with catalog.session() as session:
-        pair = session.get(Pair, pair_id)
-        assert pair is not None
-        pair.status, pair.reason, pair.claimed_by = "mined", None, None
-        for key, value in fields.items():
-            setattr(pair, key, value)
+        for pair_id in sorted(pair_ids):
+            pair = session.get(Pair, pair_id)
+            assert pair is not None
+            _publish(pair)
 
 
 def pairs_with_status(catalog: Catalog, status: str) -> list[Pair]:
@@ -415,15 +422,16 @@ def reconcile_mined(catalog: Catalog, done: set[int]) -> None:
     """Make pair statuses agree with the shard manifest, the source of truth for "mined".
 
     A run killed between writing shards and updating the catalog (or the reverse) leaves them
-    apart; this puts accepted pairs the manifest lists to ``mined`` and mined pairs it does not
-    list back to ``accepted``, so the next run redoes exactly those.
+    apart; this puts accepted pairs the manifest lists to ``mined`` (with the columns their
+    evidence recorded before the segments were queued) and mined pairs it does not list back to
+    ``accepted``, so the next run redoes exactly those.
     """
     with catalog.session() as session:
         for pair in session.execute(
             select(Pair).where(Pair.status.in_(("accepted", "mined")))
         ).scalars():
             if pair.status == "accepted" and pair.id in done:
-                pair.status = "mined"
+                _publish(pair)
             elif pair.status == "mined" and pair.id not in done:
                 pair.status = "accepted"
 

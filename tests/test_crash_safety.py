@@ -206,15 +206,25 @@ def _bad_library(root: Path, mir1k: Path) -> dict[str, set[str]]:
 
 
 class Grower:
-    """Appends to a file every millisecond while a scan runs: a download still in progress."""
+    """Appends to a file every millisecond while a scan runs: a download still in progress.
+
+    It grows for as long as the scan runs, however slow a loaded machine makes the run's
+    start: past 64 MiB it is cut back to its first size and grows again (the size keeps
+    changing, the disk use stays bounded).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path, self.stop = path, threading.Event()
         self.thread = threading.Thread(target=self._grow, daemon=True)
 
     def _grow(self) -> None:
-        with open(self.path, "ab") as handle:
-            while not self.stop.is_set() and handle.tell() < 200 * 2**20:
+        start = self.path.stat().st_size
+        with open(self.path, "r+b") as handle:
+            handle.seek(0, os.SEEK_END)
+            while not self.stop.is_set():
+                if handle.tell() >= 64 * 2**20:
+                    handle.truncate(start)
+                    handle.seek(start)
                 handle.write(b"\0" * 4096)
                 handle.flush()
                 time.sleep(0.001)

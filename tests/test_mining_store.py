@@ -32,7 +32,8 @@ def test_a_suspect_is_shown_until_the_derivation_settles_it(tmp_path: Path) -> N
     )
     assert [p.reason for p in store.pairs_with_status(catalog, "accepted")] == ["same_audio"]
 
-    store.mark_mined(catalog, pair_id, quality=0.98, segments=3)
+    store.add_evidence(catalog, pair_id, shards={"quality": 0.98, "segments": 3})
+    store.mark_mined(catalog, [pair_id])
     [mined] = store.explain(catalog, str(pair_id))
     assert (mined["status"], mined["suspect"], mined["reason"]) == ("mined", None, None)
 
@@ -43,6 +44,26 @@ def test_a_suspect_is_shown_until_the_derivation_settles_it(tmp_path: Path) -> N
         "same_audio",
         "no vocals left",
     )
+    catalog.dispose()
+
+
+def test_a_pair_whose_segments_landed_before_the_catalog_heard_is_mined_with_its_measures(
+    tmp_path: Path,
+) -> None:
+    """A kill between the shard manifest's commit and the catalog update: the next run's
+    reconciliation marks the pair mined with the offset, segments and split it was sharded with."""
+    catalog, pair_id, _ = _catalog_with_pair(tmp_path)
+    store.accept_pair(catalog, pair_id, offset_s=0.5)
+    measured = {"offset_samples": -8708, "offset_s": -0.197, "segments": 2, "split": "train"}
+    store.add_evidence(catalog, pair_id, shards=measured)
+    store.reconcile_mined(catalog, set())
+    [waiting] = store.all_pairs(catalog)
+    assert (waiting.status, waiting.offset_s, waiting.segments) == ("accepted", 0.5, None)
+
+    store.reconcile_mined(catalog, {pair_id})
+    [mined] = store.all_pairs(catalog)
+    assert mined.status == "mined"
+    assert {k: getattr(mined, k) for k in measured} == measured
     catalog.dispose()
 
 
