@@ -40,7 +40,7 @@ from vocalmine.flows.mine_tasks import (
 from vocalmine.flows.runtime import flow_run_id, keep_freed_memory
 from vocalmine.mining.decisions import CopyGroups, TrackFacts, title_facts
 from vocalmine.mining.discovery import discover_pairs, find_duplicates
-from vocalmine.mining.fingerprint_index import DEFAULT_SWEEP, open_index, sweep_blocks
+from vocalmine.mining.fingerprint_index import DEFAULT_SWEEP, open_index, sweep_blocks, sweep_key
 from vocalmine.mining.fingerprint_match import verify_pair
 from vocalmine.mining.landmarks import Fingerprint
 from vocalmine.mining.matching import TrackRef, match_titles
@@ -195,18 +195,34 @@ def fingerprint_stage(
 
 
 def sweep_stage(
-    catalog: Catalog, index: FingerprintStore, contents: set[str], settings: Settings
-) -> int:
+    catalog: Catalog,
+    index: FingerprintStore,
+    contents: set[str],
+    settings: Settings,
+    resweep: bool = False,
+) -> tuple[str, int]:
     """Query the recordings not yet swept against the index, in blocks on the task runner, and
-    store every check they lead to; returns how many recordings were swept.
+    store every check they lead to; returns the sweep's key (under which its checks are stored)
+    and how many recordings were swept.
 
     A recording swept once is never queried again: a later one finds it through its own
-    query (new against old and old against new go through the same postings).
+    query (new against old and old against new go through the same postings). After a change
+    of the fingerprint or sweep settings (a new key) every recording is queried again; checks
+    under other keys stay (they are read by nobody but a run with those settings).
+    ``resweep`` forgets this key's checks and queries every recording again.
     """
     logger = get_run_logger()
-    todo = contents - store.swept_contents(catalog, index.key, contents)
+    params = replace(
+        DEFAULT_SWEEP,
+        postings_per_hash=settings.sweep_postings_per_hash,
+        max_duration_diff_s=settings.max_duration_diff_s,
+    )
+    key = sweep_key(index.key, params)
+    if resweep:
+        store.forget_sweep(catalog, key)
+    todo = contents - store.swept_contents(catalog, key, contents)
     if not todo:
-        return 0
+        return key, 0
     entries = index.entries
     sizes = {entries[h].fp_id: entries[h].n_hashes for h in todo}
     content_of = {entries[h].fp_id: h for h in todo}
@@ -214,20 +230,15 @@ def sweep_stage(
         [content_of[i] for i in block]
         for block in sweep_blocks(sizes, min(settings.sweep_block_hashes, _spread(sizes)))
     ]
-    params = replace(
-        DEFAULT_SWEEP,
-        postings_per_hash=settings.sweep_postings_per_hash,
-        max_duration_diff_s=settings.max_duration_diff_s,
-    )
     futures = [sweep_task.submit(index.root, block, params) for block in blocks]
     blocks_of = {id(f): b for f, b in zip(futures, blocks, strict=True)}
     swept = 0
     with cancelled_on_exit(futures):
         for future in as_completed(futures):
-            store.save_checks(catalog, index.key, future.result(), blocks_of[id(future)])
+            store.save_checks(catalog, key, future.result(), blocks_of[id(future)])
             swept += len(blocks_of[id(future)])
             logger.info("discovery sweep: %d/%d recordings", swept, len(todo))
-    return swept
+    return key, swept
 
 
 def _spread(sizes: dict[int, int], min_tasks: int = 8) -> int:
@@ -270,6 +281,7 @@ def verify_stage(
     index: FingerprintStore,
     settings: Settings,
     run_id: int,
+    resweep: bool = False,
 ) -> dict[str, int]:
     """Duplicates, fingerprint verification of title candidates, discovery of missed pairs, and
     the decision of every live proposal with all the evidence (:mod:`mining.verification`).
@@ -284,8 +296,8 @@ def verify_stage(
     by_content: dict[str, list[int]] = {}
     for i, t in sorted(indexed.items()):
         by_content.setdefault(t.content_hash, []).append(i)
-    swept = sweep_stage(catalog, index, set(by_content), settings)
-    checks = checks_by_track(store.load_checks(catalog, index.key, set(by_content)), by_content)
+    key, swept = sweep_stage(catalog, index, set(by_content), settings, resweep)
+    checks = checks_by_track(store.load_checks(catalog, key, set(by_content)), by_content)
     known = [(p.original_id, p.instrumental_id) for p in store.all_pairs(catalog)]
     duplicates = find_duplicates(
         checks,
@@ -595,9 +607,7 @@ def mine_flow(
             if not quiet:
                 match_stage(catalog, rows, settings, run_id)
                 index = fingerprint_stage(catalog, rows, run_id, settings)
-                if resweep:
-                    store.forget_sweep(catalog, index.key)
-                discovery.update(verify_stage(catalog, tracks, index, settings, run_id))
+                discovery.update(verify_stage(catalog, tracks, index, settings, run_id, resweep))
             preset = get_preset(settings.stft_preset)
             writer = ShardWriter(
                 settings.shard_root, settings.dataset, preset, source_run=str(run_id)

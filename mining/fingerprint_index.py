@@ -28,6 +28,8 @@ voting (audfprint is a script with a fixed in-memory table; Olaf and Panako are 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -62,6 +64,7 @@ __all__ = [
     "sweep",
     "sweep_blocks",
     "sweep_index",
+    "sweep_key",
     "sweep_store",
     "unordered",
 ]
@@ -92,6 +95,14 @@ class SweepParams:
 
 
 DEFAULT_SWEEP = SweepParams()
+
+
+def sweep_key(index_key: str, params: SweepParams) -> str:
+    """The name a sweep's checks and "swept" marks are stored under: the index's fingerprint
+    parameters and the sweep's own. Which pairs a sweep checks depends on both (the budget,
+    the duration blocking), so after a change of either every recording is queried again."""
+    text = json.dumps(asdict(params), sort_keys=True)
+    return f"{index_key}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)

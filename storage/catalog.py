@@ -189,7 +189,7 @@ class FingerprintCheck(Base):
     """The exact match of two recordings found by the discovery sweep, in both directions,
     whatever it led to (a pair, a copy, or nothing): a later run decides from it again
     without measuring again. ``content_a`` < ``content_b``; ``index_key`` names the
-    fingerprint parameters."""
+    fingerprint and sweep parameters (``mining.fingerprint_index.sweep_key``)."""
 
     __tablename__ = "fingerprint_checks"
     __table_args__ = (UniqueConstraint("index_key", "content_a", "content_b"),)

@@ -141,7 +141,8 @@ def delete_legacy_fingerprints(catalog: Catalog, hashes: list[str]) -> None:
 
 
 def swept_contents(catalog: Catalog, index_key: str, hashes: set[str]) -> set[str]:
-    """Which of ``hashes`` were already queried against the fingerprint index ``index_key``."""
+    """Which of ``hashes`` were already queried under the sweep key ``index_key``
+    (:func:`mining.fingerprint_index.sweep_key`)."""
     done: set[str] = set()
     with catalog.session() as session:
         for chunk in _batched(sorted(hashes)):
@@ -156,7 +157,7 @@ def swept_contents(catalog: Catalog, index_key: str, hashes: set[str]) -> set[st
 
 
 def forget_sweep(catalog: Catalog, index_key: str) -> None:
-    """Drop every check and swept mark of ``index_key`` (a full re-sweep follows)."""
+    """Drop every check and swept mark of the sweep key ``index_key`` (a full re-sweep follows)."""
     with catalog.session() as session:
         for table in (FingerprintCheck, SweptContent):
             session.execute(

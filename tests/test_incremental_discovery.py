@@ -74,3 +74,13 @@ def test_a_pair_whose_sides_arrive_in_different_runs_is_found(
     assert fourth["discovery"]["swept"] == _count(settings, SweptContent) == 4
     assert _count(settings, FingerprintCheck) == checks
     assert fourth["pairs"] == second["pairs"]
+
+    # a change of a sweep setting (the duration blocking) queries every recording again by
+    # itself: checks made under the old rule would miss pairs the new one checks
+    wider = tmp_path / "wider.toml"
+    wider.write_text(config.read_text() + "max_duration_diff_s = 8.0\n")
+    fifth = configured_mine_flow(get_settings(wider))(str(lib), config=str(wider))
+    assert fifth["discovery"]["swept"] == 4
+    assert fifth["pairs"] == second["pairs"]
+    sixth = configured_mine_flow(get_settings(wider))(str(lib), config=str(wider))
+    assert sixth["discovery"] == {"skipped": True}

@@ -48,8 +48,8 @@ def mine_command(
         bool,
         typer.Option(
             "--resweep",
-            help="query every recording against the fingerprint index again (after changing "
-            "sweep settings); default: only recordings not swept before",
+            help="forget the stored fingerprint checks and query every recording against the "
+            "index again; default: only recordings not swept under the current settings",
         ),
     ] = False,
     config: ConfigOption = None,
