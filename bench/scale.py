@@ -374,7 +374,7 @@ def main() -> None:
     rendered = base_material(args.kind, args.workdir / "bases", args.bases)
     bases = independent(rendered)
     rows = []
-    console = Console()
+    console = Console(width=160)
     for size in sizes:
         corpus = derive_corpus(bases, size)
         rows.append(one_size(size, corpus, args.workdir, args))

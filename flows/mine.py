@@ -597,8 +597,9 @@ def mine_flow(
         clear_stale_claims(catalog, owner)
         run_id = store.start_run(catalog, library, flow_run_id())
         status = "failed"
+        stages: dict[str, Any] = {}  # what the scan and discovery did, for the run's record
         try:
-            scan = scan_task(library, settings.catalog_url, settings.hash_bytes)
+            scan = stages["scan"] = scan_task(library, settings.catalog_url, settings.hash_bytes)
             logger.info("scan: %s", scan)
             rows = store.library_tracks(catalog, library)
             tracks = {t.id: t for t in rows}
@@ -608,6 +609,7 @@ def mine_flow(
                 match_stage(catalog, rows, settings, run_id)
                 index = fingerprint_stage(catalog, rows, run_id, settings)
                 discovery.update(verify_stage(catalog, tracks, index, settings, run_id, resweep))
+            stages["discovery"] = discovery
             preset = get_preset(settings.stft_preset)
             writer = ShardWriter(
                 settings.shard_root, settings.dataset, preset, source_run=str(run_id)
@@ -619,7 +621,7 @@ def mine_flow(
         finally:
             release_pairs(catalog, owner)
             totals = store.counts(catalog)
-            store.finish_run(catalog, run_id, status, {**totals, "decision_key": key})
+            store.finish_run(catalog, run_id, status, {**totals, **stages, "decision_key": key})
     totals["scan"] = scan
     totals["discovery"] = discovery
     totals["shards"] = manifest.get("counts", {})

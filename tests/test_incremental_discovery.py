@@ -13,7 +13,14 @@ from sqlalchemy import func, select
 from tests.test_mine_flow import SR, _song, _write
 from vocalmine.core.settings import get_settings
 from vocalmine.flows.mine import configured_mine_flow
-from vocalmine.storage.catalog import FingerprintCheck, Pair, SweptContent, Track, open_catalog
+from vocalmine.storage.catalog import (
+    FingerprintCheck,
+    MiningRun,
+    Pair,
+    SweptContent,
+    Track,
+    open_catalog,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +40,15 @@ def _count(settings, table) -> int:
         count = session.execute(select(func.count()).select_from(table)).scalar()
     catalog.dispose()
     return int(count or 0)
+
+
+def _last_run(settings) -> dict:
+    catalog = open_catalog(settings.catalog_url)
+    with catalog.session() as session:
+        run = session.execute(select(MiningRun).order_by(MiningRun.id.desc()).limit(1)).scalar_one()
+        counts = dict(run.counts or {})
+    catalog.dispose()
+    return counts
 
 
 def test_a_pair_whose_sides_arrive_in_different_runs_is_found(
@@ -68,6 +84,7 @@ def test_a_pair_whose_sides_arrive_in_different_runs_is_found(
     third = mine(str(lib), config=str(config))
     assert third["discovery"] == {"skipped": True}
     assert third["pairs"] == second["pairs"]
+    assert _last_run(settings)["discovery"] == {"skipped": True}  # what ops see in the catalog
 
     # an explicit full re-sweep queries every recording again and decides the same
     fourth = mine(str(lib), config=str(config), resweep=True)
