@@ -25,7 +25,6 @@ import os
 import platform
 import resource
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,11 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vocalmine.storage import mining_store as store  # noqa: E402
+from vocalmine.storage.catalog import open_catalog  # noqa: E402
+
 MIR1K = ROOT.parent / "shared" / "data" / "mir1k"
 SR = 16_000
 RATE_STEP = 0.03
@@ -86,15 +90,18 @@ def run_mine(library: Path, env: dict[str, str], timeout: float) -> dict[str, An
     if result.returncode != 0:
         raise SystemExit(f"vocalmine mine failed ({result.returncode}): {result.stderr[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    catalog_db = Path(env["VOCALMINE_DATA_DIR"]) / "catalog.db"
-    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), **_counts(catalog_db)}
+    counts = _counts(library, Path(env["VOCALMINE_DATA_DIR"]))
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), **counts}
 
 
-def _counts(catalog_db: Path) -> dict[str, Any]:
-    """What the last run recorded in the catalog: its scan and discovery counts."""
-    with sqlite3.connect(catalog_db) as db:
-        (counts,) = db.execute("SELECT counts FROM mining_runs ORDER BY id DESC LIMIT 1").fetchone()
-    summary = json.loads(counts or "{}")
+def _counts(library: Path, data_dir: Path) -> dict[str, Any]:
+    """What the last run of ``library`` recorded in the catalog: its scan and discovery counts."""
+    catalog = open_catalog(f"sqlite:///{data_dir / 'catalog.db'}")
+    try:
+        last = store.previous_run(catalog, str(library.resolve()), sys.maxsize)
+    finally:
+        catalog.dispose()
+    summary = last[1] if last else {}
     return {k: summary.get(k) for k in ("scan", "discovery")}
 
 

@@ -456,8 +456,9 @@ def _record_pair(
 def _publish_mined(catalog: Catalog, writer: ShardWriter, unpublished: set[int]) -> None:
     """Mark ``mined`` the waiting pairs whose part files the manifest now lists."""
     published = unpublished & writer.done_pairs()
-    store.mark_mined(catalog, published)
-    unpublished -= published
+    if published:
+        store.mark_mined(catalog, published)
+        unpublished -= published
 
 
 def process_stage(
@@ -622,8 +623,7 @@ def mine_flow(
             release_pairs(catalog, owner)
             totals = store.counts(catalog)
             store.finish_run(catalog, run_id, status, {**totals, **stages, "decision_key": key})
-    totals["scan"] = scan
-    totals["discovery"] = discovery
+    totals.update(stages)
     totals["shards"] = manifest.get("counts", {})
     catalog.dispose()
     publish_counts("mining-counts", "Mining: tracks, pairs by status, rejections by reason", totals)
